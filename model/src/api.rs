@@ -1,0 +1,249 @@
+//! Types of the control API every daemon serves on its Unix socket.
+//!
+//! `GET /status` returns the daemon's status document (for vrrpd
+//! [`VrrpdStatus`]); `GET /events` streams [`Event`]s as server-sent
+//! events (`?since=SEQ` replays what the daemon still holds after SEQ);
+//! `GET /events/recent` returns them as a JSON array; `POST /reload`
+//! answers [`ReloadResult`]. Errors are [`ApiError`] with an HTTP status.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Family;
+
+/// Milliseconds since the Unix epoch; what every timestamp in the API is.
+pub type UnixMillis = u64;
+
+pub fn now_millis() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The body of every non-2xx answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    /// Located configuration findings, when a reload was refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<crate::config::Diagnostic>,
+}
+
+/// What every daemon says about itself in its status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub daemon: String,
+    pub version: String,
+    pub node: String,
+    pub pid: u32,
+    pub started_at: UnixMillis,
+    /// The configuration file in force and when it was loaded.
+    pub config_path: String,
+    pub config_loaded_at: UnixMillis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VrrpState {
+    /// RFC 5798 Initialize: waiting for the startup event.
+    Init,
+    Backup,
+    Master,
+    /// A tracked object without weight failed, or the interface is down:
+    /// the instance neither sends nor takes over.
+    Fault,
+    /// The daemon is shutting down (keepalived's STOP).
+    Stop,
+}
+
+impl std::fmt::Display for VrrpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VrrpState::Init => "INIT",
+            VrrpState::Backup => "BACKUP",
+            VrrpState::Master => "MASTER",
+            VrrpState::Fault => "FAULT",
+            VrrpState::Stop => "STOP",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpdStatus {
+    pub daemon: DaemonInfo,
+    pub instances: Vec<InstanceStatus>,
+    #[serde(default)]
+    pub sync_groups: Vec<SyncGroupStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub family: Family,
+    pub version: u8,
+    pub state: VrrpState,
+    pub configured_priority: u8,
+    /// After tracking adjustments and maintenance.
+    pub effective_priority: u8,
+    pub advert_interval_ms: u64,
+    pub virtual_ips: Vec<String>,
+    /// The master this node hears (itself when master).
+    pub master: Option<MasterSeen>,
+    pub last_transition: Option<Transition>,
+    pub counters: InstanceCounters,
+    #[serde(default)]
+    pub tracking: Vec<TrackStatus>,
+    /// Lowered on request so the peer takes over (see `POST .../handover`).
+    #[serde(default)]
+    pub maintenance: bool,
+    #[serde(default)]
+    pub sync_group: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterSeen {
+    pub address: IpAddr,
+    pub priority: u8,
+    pub advert_interval_ms: u64,
+    /// This node itself.
+    pub is_self: bool,
+    pub last_seen: UnixMillis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub from: VrrpState,
+    pub to: VrrpState,
+    pub reason: String,
+    pub at: UnixMillis,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceCounters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub priority_zero_sent: u64,
+    pub priority_zero_received: u64,
+    pub became_master: u64,
+    pub announcements_sent: u64,
+    /// Received packets dropped, by reason (`ttl`, `checksum`, ...).
+    pub drops: BTreeMap<String, u64>,
+    /// Adverts accepted despite a mismatch worth a look (address list,
+    /// advert interval), as keepalived logs them.
+    #[serde(default)]
+    pub mismatches: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackStatus {
+    /// `interface`, `file`, `script`, `virtual_server`, `healthd`.
+    pub kind: String,
+    pub name: String,
+    pub ok: bool,
+    /// Priority change it applies now (0 when ok, or when it faults instead).
+    pub delta: i64,
+    /// It puts the instance in FAULT when failed (no weight).
+    pub faults: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncGroupStatus {
+    pub name: String,
+    pub instances: Vec<String>,
+    pub state: VrrpState,
+}
+
+/// Answer of `POST /reload`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    /// What changed, one line per object ("instance web: priority 150 -> 120").
+    pub changes: Vec<String>,
+    /// Objects left untouched because they did not change.
+    pub unchanged: usize,
+}
+
+/// One thing that happened, as `/events` streams it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increases by one per event of this daemon since it started.
+    pub seq: u64,
+    pub at: UnixMillis,
+    pub daemon: String,
+    pub node: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    DaemonStarted {
+        version: String,
+    },
+    DaemonStopping,
+    Reloaded {
+        changes: Vec<String>,
+    },
+    ReloadRefused {
+        error: String,
+    },
+    VrrpTransition {
+        instance: String,
+        from: VrrpState,
+        to: VrrpState,
+        priority: u8,
+        reason: String,
+    },
+    SyncGroupTransition {
+        group: String,
+        to: VrrpState,
+    },
+    PriorityChanged {
+        instance: String,
+        from: u8,
+        to: u8,
+        reason: String,
+    },
+    RealServerHealth {
+        virtual_server: String,
+        real_server: String,
+        up: bool,
+        reason: String,
+    },
+    Quorum {
+        virtual_server: String,
+        met: bool,
+        up: usize,
+        quorum: usize,
+    },
+    /// An operator action through the API (drain, enable, handover).
+    Action {
+        action: String,
+        target: String,
+        user: Option<String>,
+    },
+}
+
+impl EventKind {
+    /// The object the event is about, for filtering.
+    pub fn subject(&self) -> String {
+        match self {
+            EventKind::VrrpTransition { instance, .. }
+            | EventKind::PriorityChanged { instance, .. } => instance.clone(),
+            EventKind::SyncGroupTransition { group, .. } => group.clone(),
+            EventKind::RealServerHealth {
+                virtual_server,
+                real_server,
+                ..
+            } => format!("{virtual_server}/{real_server}"),
+            EventKind::Quorum { virtual_server, .. } => virtual_server.clone(),
+            EventKind::Action { target, .. } => target.clone(),
+            _ => String::new(),
+        }
+    }
+}

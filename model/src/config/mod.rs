@@ -1,0 +1,862 @@
+//! The appliance's one configuration file, `/etc/tandem/tandem.toml`.
+//!
+//! Every daemon reads the whole file (so cross references are checked the
+//! same way everywhere) and acts on its own sections. [`load`] parses,
+//! deserializes and validates; any problem comes back as [`ConfigError`]
+//! with every finding located at `file:line:column`.
+//!
+//! Each key is documented in the shipped example, `packaging/tandem.toml`,
+//! and in the README.
+
+mod diagnostic;
+mod validate;
+pub mod value;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use value::{Cidr, HostPort, VirtualIp, format_duration, parse_duration};
+
+use value::duration;
+
+/// Where the file lives on an installed director.
+pub const DEFAULT_PATH: &str = "/etc/tandem/tandem.toml";
+/// Where the daemons put their control sockets by default.
+pub const DEFAULT_SOCKET_DIR: &str = "/run/tandem";
+/// Where daemons keep state that must outlive a restart.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tandem";
+
+/// Schedulers the Linux kernel ships (net/netfilter/ipvs/ip_vs_*.c).
+pub const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "sh", "sed", "nq", "dh", "lblc", "lblcr", "fo", "ovf", "mh", "twos",
+];
+
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub node: Node,
+    #[serde(
+        default,
+        rename = "vrrp_instance",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub vrrp_instances: Vec<VrrpInstance>,
+    #[serde(
+        default,
+        rename = "vrrp_sync_group",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub vrrp_sync_groups: Vec<SyncGroup>,
+    #[serde(
+        default,
+        rename = "track_script",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub track_scripts: Vec<TrackScript>,
+    #[serde(
+        default,
+        rename = "virtual_server",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub virtual_servers: Vec<VirtualServer>,
+    #[serde(default)]
+    pub webui: WebUi,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// This director's name in status, events and the peers' view; the
+    /// host name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Directory of the daemons' control sockets.
+    #[serde(default = "default_socket_dir")]
+    pub socket_dir: PathBuf,
+    /// Directory of state kept across restarts (operator drains).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            name: None,
+            socket_dir: default_socket_dir(),
+            state_dir: default_state_dir(),
+        }
+    }
+}
+
+fn default_socket_dir() -> PathBuf {
+    DEFAULT_SOCKET_DIR.into()
+}
+
+fn default_state_dir() -> PathBuf {
+    DEFAULT_STATE_DIR.into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstance {
+    pub name: String,
+    /// Interface the adverts go out of and (by default) the VIPs go on.
+    pub interface: String,
+    /// Virtual router id, 1-255; with the address family and the interface
+    /// it names the virtual router.
+    pub vrid: i64,
+    /// 1-254 (100 when absent); 255 only with `address_owner = true`,
+    /// which is also its default there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// This node owns the virtual IPs as real addresses (RFC 5798 priority
+    /// 255): it is master whenever it is up.
+    #[serde(default)]
+    pub address_owner: bool,
+    /// 3 (RFC 5798) or 2 (RFC 3768, IPv4 only) for peers that speak v2.
+    #[serde(default = "default_version")]
+    pub version: i64,
+    #[serde(default = "default_advert_interval", with = "duration")]
+    pub advert_interval: Duration,
+    #[serde(default = "yes")]
+    pub preempt: bool,
+    #[serde(default, with = "duration")]
+    pub preempt_delay: Duration,
+    /// RFC 5798 Accept_Mode: a non-owner master accepts packets addressed
+    /// to the VIPs. A load balancer needs them, hence the default.
+    #[serde(default = "yes")]
+    pub accept: bool,
+    #[serde(deserialize_with = "value::virtual_ips::deserialize")]
+    pub virtual_ips: Vec<VirtualIp>,
+    /// Source of unicast adverts; the interface's first address of the
+    /// instance's family when absent.
+    #[serde(
+        default,
+        deserialize_with = "value::ip::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unicast_src: Option<IpAddr>,
+    /// Peers to send adverts to by unicast; empty means multicast.
+    #[serde(
+        default,
+        deserialize_with = "value::ip::vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub unicast_peers: Vec<IpAddr>,
+    #[serde(
+        default,
+        deserialize_with = "value::track_interfaces::deserialize",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub track_interfaces: Vec<TrackInterface>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_files: Vec<TrackFile>,
+    #[serde(
+        default,
+        deserialize_with = "value::track_refs::deserialize",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub track_scripts: Vec<TrackRef>,
+    #[serde(
+        default,
+        deserialize_with = "value::track_refs::deserialize",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub track_virtual_servers: Vec<TrackRef>,
+    /// Program run on every transition with keepalived's arguments:
+    /// `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<PathBuf>,
+    /// Gratuitous ARPs / unsolicited NAs per VIP in each burst on takeover.
+    #[serde(default = "default_announce_count")]
+    pub announce_count: i64,
+    /// Spacing between the packets of one burst.
+    #[serde(default, with = "duration")]
+    pub announce_interval: Duration,
+    /// A second burst this long after takeover; "0s" for none.
+    #[serde(default = "default_announce_repeat", with = "duration")]
+    pub announce_repeat_after: Duration,
+    /// While master, announce again this often; "0s" for never.
+    #[serde(default, with = "duration")]
+    pub announce_refresh: Duration,
+    /// Use the RFC virtual MAC 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID)
+    /// on a macvlan interface instead of the interface's own MAC.
+    #[serde(default)]
+    pub use_vmac: bool,
+    /// Name of that macvlan interface; `vrrp.<vrid>` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmac_interface: Option<String>,
+}
+
+fn default_version() -> i64 {
+    3
+}
+fn default_advert_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_announce_count() -> i64 {
+    5
+}
+fn default_announce_repeat() -> Duration {
+    Duration::from_secs(5)
+}
+fn yes() -> bool {
+    true
+}
+
+impl VrrpInstance {
+    /// The configured priority: as written, else 255 for an address owner
+    /// and 100 for everyone else.
+    pub fn priority(&self) -> i64 {
+        self.priority
+            .unwrap_or(if self.address_owner { 255 } else { 100 })
+    }
+
+    /// The instance's address family, taken from its first virtual IP.
+    pub fn is_ipv6(&self) -> bool {
+        self.virtual_ips
+            .first()
+            .is_some_and(|v| !v.address.is_ipv4())
+    }
+}
+
+/// A tracked interface: `"eth1"` or `{ interface = "eth1", weight = -20 }`.
+/// Without a weight, the interface going down puts the instance in FAULT;
+/// with one, its priority moves by the weight instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackInterface {
+    pub interface: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+}
+
+impl std::str::FromStr for TrackInterface {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(TrackInterface {
+            interface: s.to_string(),
+            weight: None,
+        })
+    }
+}
+
+/// A reference to a `[[track_script]]` or a `[[virtual_server]]` by name,
+/// with an optional weight: `"web-http"` or `{ name = "web-http", weight = -50 }`.
+/// Without a weight a failure means FAULT.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+}
+
+impl std::str::FromStr for TrackRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(TrackRef {
+            name: s.to_string(),
+            weight: None,
+        })
+    }
+}
+
+/// A file whose content (an integer) steers the priority, as keepalived's
+/// `track_file`: with a weight, priority moves by value x weight; without
+/// one, a non-zero value means FAULT. A missing file reads as 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackFile {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+}
+
+/// A program run periodically (no shell) whose exit status steers the
+/// priority of the instances that track it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScript {
+    pub name: String,
+    /// argv: the program and its arguments, run without a shell.
+    pub command: Vec<String>,
+    #[serde(default = "default_script_interval", with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_script_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Default weight for instances that track it without their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    #[serde(default = "one")]
+    pub rise: i64,
+    #[serde(default = "one")]
+    pub fall: i64,
+    /// Run as this user (the daemon's own when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+fn default_script_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_script_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn one() -> i64 {
+    1
+}
+
+/// Instances that change state together: when one becomes master, backup
+/// or faulty, all do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncGroup {
+    pub name: String,
+    pub instances: Vec<String>,
+    /// Program run on each group transition with
+    /// `GROUP <name> <MASTER|BACKUP|FAULT|STOP> 0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+/// How IPVS hands a packet to a real server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// Direct routing (ipvsadm -g): rewrite the MAC only.
+    Dr,
+    /// IP-in-IP (or GUE/GRE) tunnelling (ipvsadm -i).
+    Tun,
+    /// Masquerading (ipvsadm -m): rewrite the destination address.
+    Nat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelType {
+    Ipip,
+    Gue,
+    Gre,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialState {
+    #[default]
+    Up,
+    Down,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualServer {
+    pub name: String,
+    /// VIP:port; absent for a firewall-mark service.
+    #[serde(
+        default,
+        deserialize_with = "value::socket_addr::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address: Option<SocketAddr>,
+    /// Firewall mark (1-4294967295) instead of an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<i64>,
+    /// Address family of a firewall-mark service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    /// sh / mh options: "fallback", "port".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler_flags: Vec<String>,
+    /// Default forwarding of the real servers.
+    #[serde(default = "default_forwarding")]
+    pub forwarding: Forwarding,
+    /// Client affinity timeout; "0s" for none.
+    #[serde(default, with = "duration")]
+    pub persistence: Duration,
+    /// Prefix length that groups clients for persistence (IPv4: 0-32,
+    /// IPv6: 0-128); a single client when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_prefix: Option<i64>,
+    /// Schedule every UDP datagram on its own (ipvsadm --ops).
+    #[serde(default)]
+    pub one_packet: bool,
+    /// Fewer healthy real servers than this and the sorry server takes the
+    /// traffic, and trackers of this virtual server see it as failed.
+    #[serde(default = "one")]
+    pub quorum: i64,
+    /// Quorum is lost below quorum - hysteresis and regained at
+    /// quorum + hysteresis.
+    #[serde(default)]
+    pub quorum_hysteresis: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<HostPort>,
+    /// A failed real server keeps its entry with weight 0 (established
+    /// connections drain) instead of leaving the table.
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    /// What a real server is taken to be before its first check result.
+    #[serde(default)]
+    pub initial_state: InitialState,
+    /// Tunnel encapsulation for `forwarding = "tun"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+    #[serde(default, rename = "real_server")]
+    pub real_servers: Vec<RealServer>,
+}
+
+fn default_protocol() -> Protocol {
+    Protocol::Tcp
+}
+fn default_scheduler() -> String {
+    "wlc".into()
+}
+fn default_forwarding() -> Forwarding {
+    Forwarding::Nat
+}
+
+impl VirtualServer {
+    pub fn family(&self) -> Family {
+        match (self.address, self.family) {
+            (Some(SocketAddr::V6(_)), _) => Family::Ipv6,
+            (Some(SocketAddr::V4(_)), _) => Family::Ipv4,
+            (None, Some(f)) => f,
+            (None, None) => Family::Ipv4,
+        }
+    }
+
+    /// The service port (0 for firewall-mark services).
+    pub fn port(&self) -> u16 {
+        self.address.map_or(0, |a| a.port())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    #[serde(rename = "type")]
+    pub kind: TunnelType,
+    /// UDP port of GUE encapsulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// GUE/GRE checksum: "none", "checksum" or "remote".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    /// IP or IP:port; without a port the service's port. DR and TUN cannot
+    /// change the port.
+    pub address: HostPort,
+    #[serde(default = "one")]
+    pub weight: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<Forwarding>,
+    /// Stop sending new connections above this many (0: no limit).
+    #[serde(default)]
+    pub upper_threshold: i64,
+    /// Resume below this many (0: no limit).
+    #[serde(default)]
+    pub lower_threshold: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+    /// Overrides of the virtual server's check for this real server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckOverride>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    Icmp,
+    Tcp,
+    Http,
+    Https,
+    Script,
+}
+
+/// How the real servers of a virtual server are checked. One table for all
+/// check types; keys that do not apply to the type are refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    #[serde(default = "default_check_interval", with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_check_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a server UP.
+    #[serde(default = "default_rise")]
+    pub rise: i64,
+    /// Consecutive failures that take it DOWN.
+    #[serde(default = "default_fall")]
+    pub fall: i64,
+    /// Check another port than the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Check another address than the real server's.
+    #[serde(
+        default,
+        deserialize_with = "value::ip::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address: Option<IpAddr>,
+    /// Source address of the probes.
+    #[serde(
+        default,
+        deserialize_with = "value::ip::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source: Option<IpAddr>,
+    // tcp
+    /// Bytes to send after connecting (tcp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    /// Bytes the answer must start with (tcp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    // http, https
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Accepted statuses: codes (200) and ranges ("200-299").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<StatusMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_regex: Option<String>,
+    /// MD5 of the body, hex, as keepalived's HTTP_GET `digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_md5: Option<String>,
+    /// Keep the connection open between checks (off: every check proves a
+    /// fresh connection).
+    #[serde(default)]
+    pub keepalive: bool,
+    // https
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verify: Option<bool>,
+    // script
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rise() -> i64 {
+    2
+}
+fn default_fall() -> i64 {
+    3
+}
+
+/// Per-real-server overrides of the virtual server's check.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckOverride {
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "value::ip::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address: Option<IpAddr>,
+    #[serde(
+        default,
+        deserialize_with = "value::ip::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source: Option<IpAddr>,
+}
+
+/// An accepted HTTP status: `200` or `"200-299"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// Range-checked by validation (100-599).
+    Code(i64),
+    Range(u16, u16),
+}
+
+impl StatusMatch {
+    pub fn matches(&self, status: u16) -> bool {
+        match *self {
+            StatusMatch::Code(c) => c == i64::from(status),
+            StatusMatch::Range(lo, hi) => (lo..=hi).contains(&status),
+        }
+    }
+}
+
+impl std::fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusMatch::Code(c) => write!(f, "{c}"),
+            StatusMatch::Range(lo, hi) => write!(f, "{lo}-{hi}"),
+        }
+    }
+}
+
+impl Serialize for StatusMatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StatusMatch::Code(c) => s.serialize_i64(*c),
+            StatusMatch::Range(..) => s.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusMatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StatusMatch;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a status code like 200 or a range like \"200-299\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusMatch, E> {
+                Ok(StatusMatch::Code(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusMatch, E> {
+                Ok(StatusMatch::Code(v.min(i64::MAX as u64) as i64))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StatusMatch, E> {
+                let bad = || {
+                    E::custom(format!(
+                        "\"{s}\" is not a status range: write \"200-299\" (or a single code like 200)"
+                    ))
+                };
+                let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+                let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+                let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+                if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+                    return Err(bad());
+                }
+                Ok(StatusMatch::Range(lo, hi))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebUi {
+    /// Off by default on a fresh install only through the unit; when the
+    /// daemon runs it listens here.
+    #[serde(
+        default = "default_webui_listen",
+        deserialize_with = "value::socket_addr::deserialize"
+    )]
+    pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM) and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default = "default_session_timeout", with = "duration")]
+    pub session_timeout: Duration,
+    #[serde(default, rename = "user", skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<WebUser>,
+}
+
+impl Default for WebUi {
+    fn default() -> Self {
+        WebUi {
+            listen: default_webui_listen(),
+            tls_cert: None,
+            tls_key: None,
+            session_timeout: default_session_timeout(),
+            users: Vec::new(),
+        }
+    }
+}
+
+fn default_webui_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees everything, changes nothing.
+    Viewer,
+    /// Drains, hands over, edits the configuration.
+    Admin,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebUser {
+    pub name: String,
+    /// An argon2 PHC string (`$argon2id$v=19$...`).
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+impl ConfigError {
+    /// The located findings, when the file was read.
+    pub fn diagnostics(&self) -> Option<&Diagnostics> {
+        match self {
+            ConfigError::Invalid(d) => Some(d),
+            ConfigError::Io { .. } => None,
+        }
+    }
+}
+
+/// Reads, parses and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates `text`; `origin` names the file in diagnostics.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let source = diagnostic::Source::new(origin, text);
+    let spans = match toml::de::DeTable::parse(text) {
+        Ok(table) => table,
+        Err(e) => return Err(ConfigError::Invalid(source.toml_error(&e))),
+    };
+    let config: Config = match Config::deserialize(toml::de::Deserializer::from(spans.clone())) {
+        Ok(c) => c,
+        Err(e) => return Err(ConfigError::Invalid(source.toml_error(&e))),
+    };
+    let findings = validate::validate(&config, &|path| source.line_of(&spans, path));
+    if findings.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(source.locate(&spans, findings)))
+    }
+}
+
+impl Config {
+    /// This node's name: `[node] name`, else the host name.
+    pub fn node_name(&self) -> String {
+        self.node
+            .name
+            .clone()
+            .unwrap_or_else(|| nix_hostname().unwrap_or_else(|| "tandem".to_string()))
+    }
+
+    pub fn virtual_server(&self, name: &str) -> Option<&VirtualServer> {
+        self.virtual_servers.iter().find(|v| v.name == name)
+    }
+
+    pub fn vrrp_instance(&self, name: &str) -> Option<&VrrpInstance> {
+        self.vrrp_instances.iter().find(|v| v.name == name)
+    }
+
+    pub fn track_script(&self, name: &str) -> Option<&TrackScript> {
+        self.track_scripts.iter().find(|v| v.name == name)
+    }
+
+    /// Path of a daemon's control socket: `<socket_dir>/<daemon>.sock`.
+    pub fn socket_path(&self, daemon: &str) -> PathBuf {
+        self.node.socket_dir.join(format!("{daemon}.sock"))
+    }
+}
+
+fn nix_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// What `--check CONFIG` does in every daemon: validate, print the result,
+/// and give the exit status (0 clean, 1 refused).
+pub fn run_check(path: &Path) -> std::process::ExitCode {
+    match load(path) {
+        Ok(c) => {
+            println!(
+                "{}: OK ({} VRRP instance{}, {} virtual server{})",
+                path.display(),
+                c.vrrp_instances.len(),
+                if c.vrrp_instances.len() == 1 { "" } else { "s" },
+                c.virtual_servers.len(),
+                if c.virtual_servers.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The model every tandem part shares: the configuration file and the
+//! control API spoken over each daemon's Unix socket.
+//!
+//! - [`config`]: the one `tandem.toml`, typed with serde and validated with
+//!   every error located at `file:line:column`.
+//! - [`api`]: the JSON types of `/status`, `/events` and the actions.
+//! - [`control`]: HTTP/JSON over a Unix socket, the server side (axum) and a
+//!   small client (hyper) used by the web UI, the CLIs and the tests.
+
+pub mod api;
+pub mod config;
+pub mod control;

@@ -1,0 +1,47 @@
+//! Test harnesses for tandem.
+//!
+//! - [`netns`]: hosts in network namespaces on a bridge, for daemons
+//!   talking over a real (virtual) wire on this machine.
+
+pub mod netns;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Path of one of the workspace's binaries (`tandem-vrrpd`, ...), built
+/// once per test process with the same profile as the test itself, so a
+/// test never runs a stale daemon.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("a target directory")
+        .to_path_buf();
+    BUILT.get_or_init(|| {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--workspace", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the workspace's binaries failed");
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
