@@ -77,6 +77,10 @@ pub struct VrrpdStatus {
     pub instances: Vec<InstanceStatus>,
     #[serde(default)]
     pub sync_groups: Vec<SyncGroupStatus>,
+    /// Received packets dropped before any instance could claim them
+    /// (malformed, or for a VRID nobody here runs), by reason.
+    #[serde(default)]
+    pub unclaimed_drops: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

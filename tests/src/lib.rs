@@ -2,7 +2,10 @@
 //!
 //! - [`netns`]: hosts in network namespaces on a bridge, for daemons
 //!   talking over a real (virtual) wire on this machine.
+//! - [`cluster`]: directors running vrrpd (or keepalived) and a client in
+//!   such a lab.
 
+pub mod cluster;
 pub mod netns;
 
 use std::path::PathBuf;

@@ -356,6 +356,16 @@ impl Instance {
         }
         if self.master_down_timer.is_some_and(|t| t <= now) && self.state == VrrpState::Backup {
             let why = match self.master_seen {
+                // Adverts kept coming but we discarded them: a lower
+                // master is being preempted.
+                Some(m) if now.saturating_duration_since(m.at) < self.master_down_interval() => {
+                    format!(
+                        "preempting {} (priority {} < {})",
+                        m.address,
+                        m.priority,
+                        self.priority()
+                    )
+                }
                 Some(m) => format!(
                     "master down: no advert from {} for {}",
                     m.address,
@@ -468,6 +478,15 @@ impl Instance {
                             } else {
                                 format!("same priority {} from higher address {src}", adv.priority)
                             };
+                            // One last advert as we yield: if two masters
+                            // met (a split brain healing), the winner hears
+                            // a lower master and re-announces, so no
+                            // neighbour keeps pointing at us. RFC 5798
+                            // sends nothing here; the extra advert only
+                            // resets other backups' timers.
+                            out.push(Action::SendAdvert {
+                                priority: self.priority(),
+                            });
                             out.extend(self.become_backup(now, why));
                         }
                     }

@@ -3,9 +3,16 @@
 //! The protocol is sans IO: [`packet`] (the wire format), [`fsm`] (one
 //! virtual router's state machine, RFC 5798 6.4), [`track`] (tracked
 //! objects and priority), [`node`] (every instance of this node with its
-//! sync groups). The daemon around them lives in the other modules.
+//! sync groups). The adapters around them: [`socket`] (raw sockets),
+//! [`netlink`] (links and addresses), [`exec`] (scripts), [`daemon`] (the
+//! event loop) and [`control`] (the control API).
 
+pub mod control;
+pub mod daemon;
+pub mod exec;
 pub mod fsm;
+pub mod netlink;
 pub mod node;
 pub mod packet;
+pub mod socket;
 pub mod track;

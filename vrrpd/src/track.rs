@@ -17,6 +17,10 @@ use crate::fsm::fmt_duration;
 pub enum TrackKind {
     /// The instance's own interface is always tracked (no weight).
     Interface,
+    /// A usable source address on the instance's interface (an IPv4
+    /// address, or an IPv6 link-local one): without it no advert can go
+    /// out. Always tracked, no weight.
+    Address,
     File,
     Script,
     VirtualServer,
@@ -26,6 +30,7 @@ impl TrackKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TrackKind::Interface => "interface",
+            TrackKind::Address => "address",
             TrackKind::File => "file",
             TrackKind::Script => "script",
             TrackKind::VirtualServer => "virtual_server",
@@ -92,18 +97,13 @@ impl Tracker {
     }
 
     fn describe(&self) -> String {
-        match self.value {
-            TrackValue::Number(n) => format!("{} {} is {n}", self.kind, self.name),
-            _ => format!(
-                "{} {} {}",
-                self.kind,
-                self.name,
-                if self.kind == TrackKind::Interface {
-                    "is down"
-                } else {
-                    "failed"
-                }
-            ),
+        let name = &self.name;
+        match (self.kind, self.value) {
+            (kind, TrackValue::Number(n)) => format!("{kind} {name} is {n}"),
+            (TrackKind::Interface, _) => format!("interface {name} is down"),
+            (TrackKind::Address, _) => format!("no source address on {name}"),
+            (TrackKind::VirtualServer, _) => format!("virtual server {name} lost quorum"),
+            (kind, _) => format!("{kind} {name} failed"),
         }
     }
 }
@@ -135,13 +135,14 @@ pub struct RiseFall {
 }
 
 impl RiseFall {
-    /// Starts failed: a script must succeed before it counts as fine, so a
-    /// director does not claim health it has not shown yet.
-    pub fn new(rise: u32, fall: u32) -> Self {
+    /// Starts in `initial` (keepalived starts scripts ok unless told
+    /// `init_fail`; vrrpd runs each one at once, before any election can
+    /// end, so a failing script faults the instance in time).
+    pub fn new(rise: u32, fall: u32, initial: bool) -> Self {
         RiseFall {
             rise: rise.max(1),
             fall: fall.max(1),
-            ok: false,
+            ok: initial,
             run: 0,
         }
     }
@@ -241,7 +242,7 @@ mod tests {
 
     #[test]
     fn rise_and_fall_count_consecutive_results() {
-        let mut rf = RiseFall::new(2, 3);
+        let mut rf = RiseFall::new(2, 3, false);
         assert!(!rf.ok());
         assert_eq!(rf.record(true), None);
         assert_eq!(rf.record(true), Some(true));

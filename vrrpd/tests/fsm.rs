@@ -161,6 +161,8 @@ fn master_yields_to_a_higher_priority_and_drops_the_addresses() {
     assert_eq!(states(&r.actions), vec![Backup]);
     assert!(r.actions.contains(&Action::RemoveAddresses));
     assert_eq!(i.master_seen().unwrap().address, ip(PEER));
+    // One last advert: the winner, if it was a master too, re-announces.
+    assert_eq!(sends(&r.actions), vec![100]);
 }
 
 #[test]
