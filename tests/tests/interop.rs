@@ -1,0 +1,137 @@
+//! A mixed pair: tandem-vrrpd next to Debian's keepalived, each as master
+//! and as backup, VRRPv3 and VRRPv2, multicast and unicast. The client
+//! reaches the VIP after every transition.
+
+use std::time::Duration;
+
+use tandem_model::api::VrrpState::*;
+use tandem_tests::cluster::{
+    Keepalived, Net, Vrrpd, has_addr, instance, keepalived_instance, net, wait_reachable,
+};
+use tandem_tests::netns::wait_until;
+
+const VIP: &str = "10.77.0.100";
+const T: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy)]
+struct Mode {
+    version: u8,
+    unicast: bool,
+}
+
+fn tandem_cfg(priority: u8, m: Mode) -> String {
+    let mut extra = format!("version = {}\nadvert_interval = \"1s\"\n", m.version);
+    if m.unicast {
+        extra.push_str("unicast_src = \"10.77.0.1\"\nunicast_peers = [\"10.77.0.2\"]\n");
+    }
+    instance("web", 51, priority, &["10.77.0.100/24"], &extra)
+}
+
+fn keepalived_cfg(priority: u8, m: Mode) -> String {
+    let extra = if m.unicast {
+        "  unicast_src_ip 10.77.0.2\n  unicast_peer {\n    10.77.0.1\n  }\n"
+    } else {
+        ""
+    };
+    keepalived_instance("web", 51, priority, m.version, "1", &["10.77.0.100/24"], extra)
+}
+
+fn keepalived_holds(net: &Net) -> bool {
+    has_addr(&net.lab, &net.directors[1], "eth0", VIP)
+}
+
+/// tandem master, keepalived backup; tandem dies; keepalived serves.
+fn tandem_master_keepalived_backup(test: &str, m: Mode) {
+    let Some(net) = net(test, 2) else { return };
+    let mut ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_cfg(150, m));
+    let mut theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_cfg(100, m));
+    ours.wait_state("web", Master, T);
+    // keepalived hears us and stays backup.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!keepalived_holds(&net), "keepalived took the VIP next to a live master:\n{}", theirs.log());
+    assert_eq!(ours.state("web"), Master, "{}", ours.log());
+    assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
+    ours.kill9();
+    wait_until(T, || keepalived_holds(&net))
+        .unwrap_or_else(|| panic!("keepalived did not take over:\n{}", theirs.log()));
+    assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
+    // tandem comes back with the higher priority and preempts keepalived.
+    ours.restart(&net.lab);
+    ours.wait_state("web", Master, T);
+    wait_until(T, || !keepalived_holds(&net))
+        .unwrap_or_else(|| panic!("keepalived kept the VIP:\n{}", theirs.log()));
+    assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
+    theirs.stop();
+}
+
+/// keepalived master, tandem backup; keepalived dies; tandem serves.
+fn keepalived_master_tandem_backup(test: &str, m: Mode) {
+    let Some(net) = net(test, 2) else { return };
+    let mut theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_cfg(150, m));
+    wait_until(T, || keepalived_holds(&net))
+        .unwrap_or_else(|| panic!("keepalived did not become master:\n{}", theirs.log()));
+    let ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_cfg(100, m));
+    ours.wait_state("web", Backup, T);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ours.state("web"), Backup, "{}", ours.log());
+    let seen = ours.instance("web");
+    let master = seen.master.expect("we hear keepalived");
+    assert_eq!((master.address.to_string(), master.priority), ("10.77.0.2".into(), 150));
+    assert!(seen.counters.drops.is_empty(), "{:?}", seen.counters.drops);
+    assert!(seen.counters.mismatches.is_empty(), "{:?}", seen.counters.mismatches);
+    theirs.kill9();
+    ours.wait_state("web", Master, T);
+    assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
+}
+
+const V3: Mode = Mode {
+    version: 3,
+    unicast: false,
+};
+const V2: Mode = Mode {
+    version: 2,
+    unicast: false,
+};
+const V3_UNICAST: Mode = Mode {
+    version: 3,
+    unicast: true,
+};
+const V2_UNICAST: Mode = Mode {
+    version: 2,
+    unicast: true,
+};
+
+#[test]
+fn keepalived_backs_up_tandem_over_vrrpv3() {
+    tandem_master_keepalived_backup("ka_v3_backup", V3);
+}
+
+#[test]
+fn tandem_backs_up_keepalived_over_vrrpv3() {
+    keepalived_master_tandem_backup("ka_v3_master", V3);
+}
+
+#[test]
+fn keepalived_backs_up_tandem_over_vrrpv2() {
+    tandem_master_keepalived_backup("ka_v2_backup", V2);
+}
+
+#[test]
+fn tandem_backs_up_keepalived_over_vrrpv2() {
+    keepalived_master_tandem_backup("ka_v2_master", V2);
+}
+
+#[test]
+fn keepalived_backs_up_tandem_over_unicast() {
+    tandem_master_keepalived_backup("ka_uni_backup", V3_UNICAST);
+}
+
+#[test]
+fn tandem_backs_up_keepalived_over_unicast() {
+    keepalived_master_tandem_backup("ka_uni_master", V3_UNICAST);
+}
+
+#[test]
+fn keepalived_and_tandem_pair_over_vrrpv2_unicast() {
+    keepalived_master_tandem_backup("ka_v2_uni", V2_UNICAST);
+}
