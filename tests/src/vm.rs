@@ -1219,8 +1219,13 @@ fn populate(cache: &Path, entry: &Path, pkg: &str, version: &str) -> Result<(), 
         "[vm] preparing {pkg} {version} in {} (once)",
         cache.display()
     );
+    // Under the lock, any other scratch directory is a killed process's.
+    for e in fs::read_dir(cache).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
     let scratch = cache.join(format!(".tmp-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let result = (|| {
         let mut dl = Command::new("apt-get");
