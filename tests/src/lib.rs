@@ -4,16 +4,21 @@
 //!   talking over a real (virtual) wire on this machine.
 //! - [`cluster`]: directors running vrrpd (or keepalived) and a client in
 //!   such a lab.
+//! - [`vm`]: a QEMU VM booting Debian's kernel, for what needs kernel
+//!   modules this machine lacks (IPVS); tests can run their own body
+//!   inside it.
 
 pub mod cluster;
 pub mod netns;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Path of one of the workspace's binaries (`tandem-vrrpd`, ...), built
 /// once per test process with the same profile as the test itself, so a
-/// test never runs a stale daemon.
+/// test never runs a stale daemon. Inside a test VM ([`vm::inside`]) it
+/// only finds them: the test calls it outside before booting.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("the test's own path");
@@ -24,6 +29,11 @@ pub fn binary(name: &str) -> PathBuf {
         .expect("a target directory")
         .to_path_buf();
     BUILT.get_or_init(|| {
+        if vm::inside() {
+            // The VM shares the host's files: the test built them outside
+            // before booting (and there is no cargo toolchain to spare).
+            return;
+        }
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = std::process::Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet", "--workspace", "--bins"]);
