@@ -33,7 +33,15 @@ fn keepalived_cfg(priority: u8, m: Mode) -> String {
     } else {
         ""
     };
-    keepalived_instance("web", 51, priority, m.version, "1", &["10.77.0.100/24"], extra)
+    keepalived_instance(
+        "web",
+        51,
+        priority,
+        m.version,
+        "1",
+        &["10.77.0.100/24"],
+        extra,
+    )
 }
 
 fn keepalived_holds(net: &Net) -> bool {
@@ -48,7 +56,11 @@ fn tandem_master_keepalived_backup(test: &str, m: Mode) {
     ours.wait_state("web", Master, T);
     // keepalived hears us and stays backup.
     std::thread::sleep(Duration::from_secs(5));
-    assert!(!keepalived_holds(&net), "keepalived took the VIP next to a live master:\n{}", theirs.log());
+    assert!(
+        !keepalived_holds(&net),
+        "keepalived took the VIP next to a live master:\n{}",
+        theirs.log()
+    );
     assert_eq!(ours.state("web"), Master, "{}", ours.log());
     assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
     ours.kill9();
@@ -76,9 +88,16 @@ fn keepalived_master_tandem_backup(test: &str, m: Mode) {
     assert_eq!(ours.state("web"), Backup, "{}", ours.log());
     let seen = ours.instance("web");
     let master = seen.master.expect("we hear keepalived");
-    assert_eq!((master.address.to_string(), master.priority), ("10.77.0.2".into(), 150));
+    assert_eq!(
+        (master.address.to_string(), master.priority),
+        ("10.77.0.2".into(), 150)
+    );
     assert!(seen.counters.drops.is_empty(), "{:?}", seen.counters.drops);
-    assert!(seen.counters.mismatches.is_empty(), "{:?}", seen.counters.mismatches);
+    assert!(
+        seen.counters.mismatches.is_empty(),
+        "{:?}",
+        seen.counters.mismatches
+    );
     theirs.kill9();
     ours.wait_state("web", Master, T);
     assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
