@@ -536,3 +536,128 @@ s.sendto(adv, ("224.0.0.18", 0))
         "a bad priority-200 advert must not count"
     );
 }
+
+#[test]
+fn with_a_virtual_mac_the_client_sees_the_rfc_mac_through_a_failover() {
+    let Some(net) = net("vmac", 2) else { return };
+    let (mut lb1, lb2) = pair(&net, "use_vmac = true", "use_vmac = true");
+    let vmac = "00:00:5e:00:01:33"; // RFC 5798 7.3: 00-00-5E-00-01-{VRID 51}
+    assert_eq!(neighbour(&net.lab, &net.client, VIP).as_deref(), Some(vmac));
+    assert!(
+        has_addr(&net.lab, &net.directors[0], "vrrp.51", VIP),
+        "the VIP lives on the macvlan"
+    );
+    let arp_ignore = net.lab.exec_ok(
+        &net.directors[0],
+        &["sysctl", "-n", "net.ipv4.conf.eth0.arp_ignore"],
+    );
+    assert_eq!(arp_ignore.trim(), "1");
+    lb1.kill9();
+    lb2.wait_state("web", Master, T);
+    assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
+    // The client's entry never changed: the switch learned the MAC's new
+    // port from lb2's gratuitous ARP.
+    assert_eq!(neighbour(&net.lab, &net.client, VIP).as_deref(), Some(vmac));
+    // A clean stop removes the macvlan and restores the sysctls.
+    let mut lb2 = lb2;
+    lb2.stop().expect("stops");
+    let links = net.lab.exec_ok(&net.directors[1], &["ip", "-o", "link"]);
+    assert!(!links.contains("vrrp.51"), "{links}");
+    let arp_ignore = net.lab.exec_ok(
+        &net.directors[1],
+        &["sysctl", "-n", "net.ipv4.conf.eth0.arp_ignore"],
+    );
+    assert_eq!(arp_ignore.trim(), "0");
+}
+
+#[test]
+fn notify_runs_with_keepalived_s_arguments_and_events_stream_every_transition() {
+    let Some(net) = net("notify", 2) else { return };
+    let out = net.lab.dir().join("notify.log");
+    let script = net.lab.dir().join("notify.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", out.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let notify = format!("notify = \"{}\"", script.display());
+    let (mut lb1, lb2) = pair(&net, &notify, &notify);
+    // Follow lb2's events from the start.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = lb2.client();
+    let mut events = Box::pin(rt.block_on(client.events(Some(0))).unwrap());
+    lb1.kill9();
+    lb2.wait_state("web", Master, T);
+    let seen = rt.block_on(async {
+        use futures::StreamExt;
+        let mut seen = Vec::new();
+        while let Ok(Some(Ok(e))) =
+            tokio::time::timeout(Duration::from_secs(5), events.next()).await
+        {
+            let done = matches!(
+                &e.kind,
+                tandem_model::api::EventKind::VrrpTransition { to: Master, .. }
+            );
+            seen.push(e);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let transitions: Vec<String> = seen
+        .iter()
+        .filter_map(|e| match &e.kind {
+            tandem_model::api::EventKind::VrrpTransition {
+                instance, from, to, ..
+            } => Some(format!("{instance} {from}->{to}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        vec!["web INIT->BACKUP", "web BACKUP->MASTER"],
+        "{seen:?}"
+    );
+    let log = wait_until(T, || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("INSTANCE web MASTER 100"))
+    })
+    .map(|_| std::fs::read_to_string(&out).unwrap());
+    let log =
+        log.unwrap_or_else(|| panic!("notify did not run: {:?}", std::fs::read_to_string(&out)));
+    assert!(log.contains("INSTANCE web BACKUP 100"), "{log}");
+    assert!(log.contains("INSTANCE web MASTER 150"), "{log}");
+}
+
+#[test]
+fn a_failing_track_script_faults_the_master_and_its_recovery_brings_it_back() {
+    let Some(net) = net("track_script", 2) else {
+        return;
+    };
+    let flag = net.lab.dir().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let scripts = format!(
+        "[[track_script]]\nname = \"chk\"\ncommand = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nfall = 2\nrise = 2\n\n",
+        flag.display()
+    );
+    let lb1 = Vrrpd::start(
+        &net.lab,
+        &net.directors[0],
+        &format!("{scripts}{}", web(150, "track_scripts = [\"chk\"]")),
+    );
+    let lb2 = Vrrpd::start(&net.lab, &net.directors[1], &web(100, ""));
+    lb1.wait_state("web", Master, T);
+    lb2.wait_state("web", Backup, T);
+    std::fs::remove_file(&flag).unwrap();
+    lb1.wait_state("web", Fault, T);
+    lb2.wait_state("web", Master, T);
+    let reason = lb1.instance("web").last_transition.unwrap().reason;
+    assert_eq!(reason, "script chk failed");
+    std::fs::write(&flag, "").unwrap();
+    lb1.wait_state("web", Master, T);
+}

@@ -94,7 +94,16 @@ pub type PortKey = (String, bool);
 struct Port {
     socket: Arc<VrrpSocket>,
     ifindex: u32,
-    task: JoinHandle<()>,
+    /// The reader; none for a send-only port (a virtual-MAC interface).
+    task: Option<JoinHandle<()>>,
+}
+
+impl Port {
+    fn close(self) {
+        if let Some(t) = self.task {
+            t.abort();
+        }
+    }
 }
 
 /// A virtual IP, resolved.
@@ -110,6 +119,8 @@ struct Vip {
 struct Rt {
     cfg: VrrpInstance,
     v6: bool,
+    /// Where adverts go out: the interface, or its virtual-MAC macvlan.
+    send_if: String,
     vips: Vec<Vip>,
     dests: Vec<IpAddr>,
     /// Source of our adverts and our address in tie-breaks.
@@ -123,6 +134,7 @@ struct Rt {
 
 impl Rt {
     fn new(cfg: &VrrpInstance) -> Rt {
+        let send_if = vmac_name(cfg).unwrap_or_else(|| cfg.interface.clone());
         let vips = cfg
             .virtual_ips
             .iter()
@@ -130,10 +142,11 @@ impl Rt {
                 addr: v.address.addr,
                 prefix_len: v.address.prefix_len,
                 label: v.label.clone(),
-                ifname: v.interface.clone().unwrap_or_else(|| cfg.interface.clone()),
+                ifname: v.interface.clone().unwrap_or_else(|| send_if.clone()),
             })
             .collect();
         Rt {
+            send_if,
             v6: cfg.is_ipv6(),
             dests: destinations(cfg.is_ipv6(), &cfg.unicast_peers),
             vips,
@@ -147,8 +160,14 @@ impl Rt {
         }
     }
 
+    /// Where adverts are received.
     fn port(&self) -> PortKey {
         (self.cfg.interface.clone(), self.v6)
+    }
+
+    /// Where they are sent from.
+    fn send_port(&self) -> PortKey {
+        (self.send_if.clone(), self.v6)
     }
 
     /// The tracker naming a usable source address on our interface.
@@ -159,6 +178,15 @@ impl Rt {
             if self.v6 { "IPv6 link-local" } else { "IPv4" }
         )
     }
+}
+
+/// The macvlan carrying the RFC virtual MAC, when the instance uses one.
+fn vmac_name(cfg: &VrrpInstance) -> Option<String> {
+    cfg.use_vmac.then(|| {
+        cfg.vmac_interface
+            .clone()
+            .unwrap_or_else(|| format!("vrrp.{}", cfg.vrid))
+    })
 }
 
 fn params(cfg: &VrrpInstance) -> Params {
@@ -279,6 +307,10 @@ pub struct Daemon {
     tx: mpsc::Sender<Input>,
     unclaimed_drops: BTreeMap<String, u64>,
     shutting_down: Option<Instant>,
+    /// Virtual-MAC macvlans this daemon created (name -> index).
+    vmacs: HashMap<String, u32>,
+    /// Sysctls changed, with the values to restore.
+    sysctls: BTreeMap<String, String>,
 }
 
 /// The socket path this daemon serves its control API on.
@@ -321,6 +353,8 @@ impl Daemon {
             tx,
             unclaimed_drops: BTreeMap::new(),
             shutting_down: None,
+            vmacs: HashMap::new(),
+            sysctls: BTreeMap::new(),
             config,
         };
         d.build_node();
@@ -465,11 +499,14 @@ impl Daemon {
                 (Some(l), true, cur) if cur != Some(l.index) => self.open_port(key, l.index),
                 (None, _, Some(_)) | (_, false, Some(_)) => {
                     if let Some(p) = self.ports.remove(&key) {
-                        p.task.abort();
+                        p.close();
                     }
                 }
                 _ => {}
             }
+        }
+        if let Some(l) = &link {
+            self.ensure_vmacs(l).await;
         }
         let all_vips: Vec<IpAddr> = self
             .rts
@@ -509,11 +546,104 @@ impl Daemon {
         outs
     }
 
+    /// Creates the virtual-MAC macvlans of the instances on `base`, with
+    /// the ARP settings that make only the macvlan answer for the VIPs
+    /// (keepalived's vmac does the same), and opens their send sockets.
+    async fn ensure_vmacs(&mut self, base: &Link) {
+        let wanted: Vec<(String, u8)> = self
+            .rts
+            .iter()
+            .filter(|r| r.cfg.interface == base.name && r.send_if != r.cfg.interface)
+            .map(|r| (r.send_if.clone(), r.cfg.vrid as u8))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        // The base interface must not answer ARP for the VIPs with its own
+        // MAC (Linux answers for any local address by default), nor ask
+        // with a VIP as the sender (replies from a VIP may leave through
+        // it, and every neighbour would learn its MAC for the VIP).
+        for (key, value) in [
+            ("arp_ignore", "1"),
+            ("arp_filter", "1"),
+            ("arp_announce", "2"),
+        ] {
+            self.set_sysctl(&format!("net/ipv4/conf/{}/{key}", base.name), value);
+        }
+        for (name, vrid) in wanted {
+            let link = match self
+                .nl
+                .ensure_vmac(&name, base.index, crate::netlink::virtual_mac(vrid, false))
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    error!(interface = %name, "{e}");
+                    continue;
+                }
+            };
+            // IPv6 on the macvlan would send DAD and router solicitations
+            // from the shared virtual MAC on the backup too, pulling the
+            // switch's forwarding entry away from the master.
+            self.set_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1");
+            for (key, value) in [
+                ("arp_ignore", "1"),
+                ("accept_local", "1"),
+                ("rp_filter", "0"),
+            ] {
+                self.set_sysctl(&format!("net/ipv4/conf/{name}/{key}"), value);
+            }
+            if !link.up {
+                if let Err(e) = self.nl.set_up(link.index).await {
+                    error!(interface = %name, "{e}");
+                }
+            }
+            let key = (name.clone(), false);
+            if self.ports.get(&key).map(|p| p.ifindex) != Some(link.index) {
+                match VrrpSocket::open(&name, link.index, false, false) {
+                    Ok(s) => {
+                        self.ports.insert(
+                            key,
+                            Port {
+                                socket: Arc::new(s),
+                                ifindex: link.index,
+                                task: None,
+                            },
+                        );
+                    }
+                    Err(e) => error!(interface = %name, "cannot open a VRRP socket: {e}"),
+                }
+            }
+            self.vmacs.insert(name.clone(), link.index);
+            self.links.insert(name, link);
+        }
+    }
+
+    /// Sets a sysctl, remembering the value it had so it is put back when
+    /// vrrpd stops.
+    fn set_sysctl(&mut self, path: &str, value: &str) {
+        let file = format!("/proc/sys/{path}");
+        let Ok(old) = std::fs::read_to_string(&file) else {
+            warn!("cannot read {file}");
+            return;
+        };
+        let old = old.trim().to_string();
+        if old == value {
+            return;
+        }
+        match std::fs::write(&file, value) {
+            Ok(()) => {
+                self.sysctls.entry(file).or_insert(old);
+            }
+            Err(e) => warn!("cannot set {file} to {value}: {e}"),
+        }
+    }
+
     fn open_port(&mut self, key: PortKey, ifindex: u32) {
         if let Some(old) = self.ports.remove(&key) {
-            old.task.abort();
+            old.close();
         }
-        match VrrpSocket::open(&key.0, ifindex, key.1) {
+        match VrrpSocket::open(&key.0, ifindex, key.1, true) {
             Ok(s) => {
                 let socket = Arc::new(s);
                 let tx = self.tx.clone();
@@ -546,7 +676,7 @@ impl Daemon {
                     Port {
                         socket,
                         ifindex,
-                        task,
+                        task: Some(task),
                     },
                 );
             }
@@ -715,8 +845,18 @@ impl Daemon {
                 self.remove_addresses(i).await;
             }
         }
-        for p in self.ports.values() {
-            p.task.abort();
+        for (_, p) in self.ports.drain() {
+            p.close();
+        }
+        for (name, index) in std::mem::take(&mut self.vmacs) {
+            if let Err(e) = self.nl.delete_link(index).await {
+                warn!(interface = %name, "{e}");
+            }
+        }
+        for (file, value) in std::mem::take(&mut self.sysctls) {
+            if let Err(e) = std::fs::write(&file, &value) {
+                warn!("cannot restore {file} to {value}: {e}");
+            }
         }
         for s in self.scripts.values() {
             s.task.abort();
@@ -976,7 +1116,7 @@ impl Daemon {
             debug!(instance = %rt.cfg.name, "no source address: advert not sent");
             return;
         };
-        let Some(port) = self.ports.get(&rt.port()) else {
+        let Some(port) = self.ports.get(&rt.send_port()) else {
             debug!(instance = %rt.cfg.name, "no socket: advert not sent");
             return;
         };
@@ -1316,7 +1456,7 @@ impl Daemon {
         for key in open {
             if !self.rts.iter().any(|r| r.port() == key) {
                 if let Some(p) = self.ports.remove(&key) {
-                    p.task.abort();
+                    p.close();
                 }
             }
         }

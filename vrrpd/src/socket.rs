@@ -67,8 +67,9 @@ pub struct VrrpSocket {
 }
 
 impl VrrpSocket {
-    /// Opens the socket, bound to `ifname`, member of the VRRP group.
-    pub fn open(ifname: &str, ifindex: u32, v6: bool) -> io::Result<Self> {
+    /// Opens the socket, bound to `ifname`; with `join`, a member of the
+    /// VRRP group (a send-only socket on a virtual-MAC interface is not).
+    pub fn open(ifname: &str, ifindex: u32, v6: bool, join: bool) -> io::Result<Self> {
         let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
         let s = Socket::new(
             domain,
@@ -91,7 +92,9 @@ impl VrrpSocket {
             )?;
             // Only the groups joined on this socket, not every socket's.
             s.set_multicast_all_v6(false)?;
-            s.join_multicast_v6(&VRRP_GROUP_V6, ifindex)?;
+            if join {
+                s.join_multicast_v6(&VRRP_GROUP_V6, ifindex)?;
+            }
         } else {
             // We write the IP header: TTL 255, TOS CS6, no DF, as keepalived.
             s.set_header_included_v4(true)?;
@@ -115,7 +118,9 @@ impl VrrpSocket {
             }
             s.set_multicast_loop_v4(false)?;
             s.set_multicast_all_v4(false)?;
-            s.join_multicast_v4_n(&VRRP_GROUP_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
+            if join {
+                s.join_multicast_v4_n(&VRRP_GROUP_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
+            }
         }
         Ok(VrrpSocket {
             fd: wrap(s)?,

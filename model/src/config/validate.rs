@@ -263,6 +263,15 @@ fn vrrp_instance(v: &mut V<'_>, config: &Config, i: usize, inst: &VrrpInstance) 
             ),
         );
     }
+    if !inst.accept && !inst.address_owner {
+        // A director must take the packets for its VIPs: IPVS serves them
+        // from the local input path. Dropping them would need a packet
+        // filter vrrpd does not install.
+        v.err(
+            p![T, i, "accept"],
+            "accept = false is not supported: a tandem master always accepts packets addressed to its virtual IPs (IPVS serves them); remove the key",
+        );
+    }
     if !inst.preempt && !inst.preempt_delay.is_zero() {
         v.err(
             p![T, i, "preempt_delay"],
@@ -456,6 +465,12 @@ fn vrrp_instance(v: &mut V<'_>, config: &Config, i: usize, inst: &VrrpInstance) 
                 "announce_interval \"{}\" is too long: allowed 0s-10s",
                 format_duration(inst.announce_interval)
             ),
+        );
+    }
+    if inst.use_vmac && !is_v4 {
+        v.err(
+            p![T, i, "use_vmac"],
+            "use_vmac is supported for IPv4 instances: an IPv6 virtual MAC needs its own link-local address, which both directors would share",
         );
     }
     if let Some(vm) = &inst.vmac_interface {
