@@ -49,6 +49,9 @@ pub enum DaemonError {
     },
 }
 
+/// How long the loop sleeps when no state machine has a deadline.
+const IDLE: Duration = Duration::from_secs(3600);
+
 /// Requests from the control API.
 pub enum Command {
     Status(oneshot::Sender<VrrpdStatus>),
@@ -799,6 +802,10 @@ impl Daemon {
                 }
             }
         });
+        let timer = crate::timer::Deadline::new().map_err(|source| DaemonError::Io {
+            what: "creating a timer".into(),
+            source,
+        })?;
         loop {
             if let Some(started) = self.shutting_down {
                 if self.rts.iter().all(|r| r.stopped) {
@@ -811,11 +818,17 @@ impl Daemon {
                     break;
                 }
             }
-            let deadline = self.node.next_deadline();
+            let deadline = self
+                .node
+                .next_deadline()
+                .unwrap_or_else(|| Instant::now() + IDLE);
+            if let Err(e) = timer.set(deadline) {
+                error!("cannot arm the timer: {e}");
+            }
             let input = tokio::select! {
                 biased;
                 i = rx.recv() => i,
-                _ = sleep_until(deadline) => None,
+                _ = timer.fired() => None,
             };
             let now = Instant::now();
             let outs = match input {
@@ -1652,12 +1665,5 @@ fn describe_changes(old: &VrrpInstance, new: &VrrpInstance) -> String {
         "tracked scripts changed".into()
     } else {
         parts.join(", ")
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
     }
 }

@@ -4,6 +4,7 @@
 //! virtual router's state machine, RFC 5798 6.4), [`track`] (tracked
 //! objects and priority), [`node`] (every instance of this node with its
 //! sync groups). The adapters around them: [`socket`] (raw sockets),
+//! [`timer`] (the loop's timerfd),
 //! [`netlink`] (links and addresses), [`exec`] (scripts), [`daemon`] (the
 //! event loop) and [`control`] (the control API).
 
@@ -15,4 +16,5 @@ pub mod netlink;
 pub mod node;
 pub mod packet;
 pub mod socket;
+pub mod timer;
 pub mod track;
