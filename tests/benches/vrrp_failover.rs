@@ -2,9 +2,13 @@
 //! topology in the same run (two directors and a client on one switch):
 //!
 //! - the master dies (kill -9 of its daemon and its cable cut at once, at
-//!   a random point between two adverts): time until the backup holds the
-//!   VIP, and until the client's pings (every 10 ms) are answered again,
-//!   at 1 s and 100 ms adverts, median of `TANDEM_BENCH_RUNS` (5);
+//!   a random point between two adverts): time until the client's pings
+//!   (every 10 ms) are answered again, at 1 s and 100 ms adverts, median
+//!   of `TANDEM_BENCH_RUNS` (5). Where the fault falls between two adverts
+//!   moves that time by up to one interval, so the bench also captures the
+//!   master's last advert and reports how long after the protocol's own
+//!   deadline (last advert + Master_Down_Interval) the client is served:
+//!   that part is the implementation's;
 //! - planned handover (SIGTERM of the master): pings lost at 10 ms spacing;
 //! - RSS and CPU of an idle master at 100 ms adverts.
 //!
@@ -17,7 +21,7 @@ use tandem_model::api::VrrpState;
 use tandem_tests::cluster::{
     Keepalived, Net, Vrrpd, has_addr, instance, keepalived_instance, net, wait_reachable,
 };
-use tandem_tests::netns::{Host, Lab, Proc, wait_until};
+use tandem_tests::netns::{Host, Lab, Proc, tshark_fields, wait_until};
 
 const VIP: &str = "10.77.0.100";
 
@@ -121,11 +125,17 @@ fn setup(which: Impl, advert: Duration, tag: &str) -> (Net, Daemon, Daemon) {
     (net, master, backup)
 }
 
-/// Milliseconds from the master's death to (the backup holding the VIP,
-/// the client's first answered ping).
+/// RFC 5798 6.1 for the backup (priority 100): 3 x interval + Skew_Time.
+fn master_down_interval(advert: Duration) -> f64 {
+    (3.0 + (256.0 - 100.0) / 256.0) * advert.as_secs_f64()
+}
+
+/// (ms from the master's death to the client's first answered ping,
+///  ms from the protocol's deadline to that ping).
 fn failover_once(which: Impl, advert: Duration, run: usize) -> (f64, f64) {
     let tag = format!("{which:?}_{}ms_{run}", advert.as_millis()).to_lowercase();
     let (net, mut master, _backup) = setup(which, advert, &tag);
+    let adverts = net.lab.capture(&net.client, "eth0", "ip proto 112");
     let ping = net.lab.spawn(
         &net.client,
         "ping",
@@ -141,11 +151,21 @@ fn failover_once(which: Impl, advert: Duration, run: usize) -> (f64, f64) {
     // Replies after this instant can only come from the backup.
     let cut = now_secs();
     wait_until(Duration::from_secs(20), || holds(&net, 1)).expect("the backup takes over");
-    let holds_after = (now_secs() - killed) * 1000.0;
     let served = || reply_times(&ping).into_iter().find(|t| *t > cut);
     wait_until(Duration::from_secs(10), || served().is_some());
     let first = served().expect("a reply after the failover");
-    (holds_after, (first - killed) * 1000.0)
+    let pcap = adverts.stop();
+    let last_advert = tshark_fields(&pcap, "vrrp && ip.src == 10.77.0.1", &["frame.time_epoch"])
+        .into_iter()
+        .filter_map(|r| r.first()?.parse::<f64>().ok())
+        .filter(|t| *t <= killed)
+        .fold(f64::NAN, f64::max);
+    assert!(
+        last_advert.is_finite(),
+        "no advert from the master was captured"
+    );
+    let deadline = last_advert + master_down_interval(advert);
+    ((first - killed) * 1000.0, (first - deadline) * 1000.0)
 }
 
 /// Pings lost at 10 ms spacing while the master hands over on SIGTERM.
@@ -247,35 +267,38 @@ fn main() {
         for which in [Impl::Tandem, Impl::Keepalived] {
             let runs: Vec<(f64, f64)> =
                 (0..runs).map(|r| failover_once(which, advert, r)).collect();
-            let vip = median(runs.iter().map(|r| r.0).collect());
-            let client = median(runs.iter().map(|r| r.1).collect());
+            let outage = median(runs.iter().map(|r| r.0).collect());
+            let late = median(runs.iter().map(|r| r.1).collect());
             println!(
-                "  master dies, adverts {:>6}: {:<10} VIP moved {:>5.0} ms, client served {:>5.0} ms  (client, each run: {})",
+                "  master dies, adverts {:>6}: {:<10} client served after {:>5.0} ms, {:>4.0} ms after the protocol's deadline  (each run: {})",
                 format!("{}ms", advert.as_millis()),
                 format!("{which:?}"),
-                vip,
-                client,
+                outage,
+                late,
                 runs.iter()
-                    .map(|t| format!("{:.0}", t.1))
+                    .map(|t| format!("{:.0}/{:.0}", t.0, t.1))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            medians.push((vip, client));
+            medians.push((outage, late));
         }
-        let ratio = medians[0].1 / medians[1].1;
-        println!("  -> client outage, tandem / keepalived = {ratio:.2}");
+        println!(
+            "  -> tandem / keepalived: outage {:.2}, past the deadline {:.2}",
+            medians[0].0 / medians[1].0,
+            medians[0].1 / medians[1].1
+        );
         lines.push(format!(
-            "| master dies, {} ms adverts: VIP on the backup after | {:.0} ms | {:.0} ms | {:.2} |",
+            "| master dies, {} ms adverts: client served again after | {:.0} ms | {:.0} ms | {:.2} |",
             advert.as_millis(),
             medians[0].0,
             medians[1].0,
             medians[0].0 / medians[1].0
         ));
         lines.push(format!(
-            "| master dies, {} ms adverts: client served again after | {:.0} ms | {:.0} ms | {ratio:.2} |",
-            advert.as_millis(),
+            "| ... of which past last advert + Master_Down_Interval | {:.0} ms | {:.0} ms | {:.2} |",
             medians[0].1,
-            medians[1].1
+            medians[1].1,
+            medians[0].1 / medians[1].1
         ));
     }
     let mut loss = Vec::new();

@@ -6,7 +6,8 @@
 //! sync groups). The adapters around them: [`socket`] (raw sockets),
 //! [`timer`] (the loop's timerfd),
 //! [`netlink`] (links and addresses), [`exec`] (scripts), [`daemon`] (the
-//! event loop) and [`control`] (the control API).
+//! event loop), [`control`] (the control API) and [`report`] (status for
+//! a terminal).
 
 pub mod control;
 pub mod daemon;
@@ -15,6 +16,7 @@ pub mod fsm;
 pub mod netlink;
 pub mod node;
 pub mod packet;
+pub mod report;
 pub mod socket;
 pub mod timer;
 pub mod track;

@@ -2,8 +2,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use tandem_model::api::{InstanceStatus, ReloadResult, VrrpdStatus, now_millis};
 use tandem_model::config;
+use tandem_model::control::{Client, ClientError};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info};
@@ -12,10 +14,16 @@ use vrrpd::daemon::{Daemon, Input, Options, Signal};
 /// tandem's VRRP daemon: floats the virtual IPs between the directors
 /// (VRRPv3 RFC 5798 and v2 RFC 3768, IPv4 and IPv6).
 ///
+/// Without a subcommand it runs the daemon. The subcommands talk to a
+/// running one over its control socket.
+///
 /// Examples:
 ///   tandem-vrrpd --check /etc/tandem/tandem.toml
 ///   tandem-vrrpd --config /etc/tandem/tandem.toml
-///   curl --unix-socket /run/tandem/vrrpd.sock http://localhost/status
+///   tandem-vrrpd status
+///   tandem-vrrpd maintenance web on      # hand web over to the peer
+///   tandem-vrrpd reload
+///   tandem-vrrpd events
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -24,20 +32,64 @@ struct Args {
     #[arg(long, value_name = "CONFIG")]
     check: Option<PathBuf>,
     /// The configuration file.
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
+    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
     /// Directory of the control socket (overrides [node] socket_dir).
-    #[arg(long)]
+    #[arg(long, global = true)]
     socket_dir: Option<PathBuf>,
     /// Log filter (RUST_LOG syntax), e.g. "info" or "vrrpd=debug".
     #[arg(long, env = "TANDEM_LOG", default_value = "info")]
     log: String,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show every instance: state, priority, master, VIPs, last transition.
+    Status {
+        /// The raw status document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the configuration; a refused file keeps the running state.
+    Reload,
+    /// Maintenance of an instance: "on" hands it over to the peer without
+    /// losing a packet and keeps it backup; "off" restores its priority.
+    Maintenance {
+        instance: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Follow the daemon's events (transitions, reloads) as JSON lines.
+    Events {
+        /// Replay the events still held after this sequence number first.
+        #[arg(long)]
+        since: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check {
         return config::run_check(&path);
+    }
+    if let Some(cmd) = args.command {
+        let socket = client_socket(&args.config, args.socket_dir.as_deref());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let result = match rt {
+            Ok(rt) => rt.block_on(client(cmd, socket)),
+            Err(e) => Err(e.into()),
+        };
+        return match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("tandem-vrrpd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
@@ -114,4 +166,78 @@ fn spawn_signals(tx: mpsc::Sender<Input>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// The control socket a client command talks to: --socket-dir, else the
+/// configuration's socket_dir, else the default.
+fn client_socket(config_path: &std::path::Path, socket_dir: Option<&std::path::Path>) -> PathBuf {
+    let dir = match socket_dir {
+        Some(d) => d.to_path_buf(),
+        None => config::load(config_path)
+            .map(|c| c.node.socket_dir)
+            .unwrap_or_else(|_| config::DEFAULT_SOCKET_DIR.into()),
+    };
+    dir.join("vrrpd.sock")
+}
+
+async fn client(cmd: Cmd, socket: PathBuf) -> anyhow::Result<ExitCode> {
+    let c = Client::new(socket);
+    match cmd {
+        Cmd::Status { json } => {
+            let st: VrrpdStatus = c.get("/status").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", vrrpd::report::render(&st, now_millis()));
+            }
+        }
+        Cmd::Reload => match c
+            .post::<_, ReloadResult>("/reload", &serde_json::json!({}))
+            .await
+        {
+            Ok(r) => {
+                for change in &r.changes {
+                    println!("{change}");
+                }
+                println!(
+                    "reloaded: {} change(s), {} unchanged",
+                    r.changes.len(),
+                    r.unchanged
+                );
+            }
+            Err(ClientError::Http { body: Some(b), .. }) => {
+                for d in &b.diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!("{}", b.error);
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Cmd::Maintenance { instance, state } => {
+            let path = format!("/instances/{instance}/maintenance");
+            let st: InstanceStatus = c
+                .post(&path, &serde_json::json!({ "on": state == "on" }))
+                .await?;
+            println!(
+                "{}: {} at priority {}{}",
+                st.name,
+                st.state,
+                st.effective_priority,
+                if st.maintenance {
+                    " (maintenance: handing over)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Cmd::Events { since } => {
+            use futures::StreamExt;
+            let mut events = Box::pin(c.events(since).await?);
+            while let Some(e) = events.next().await {
+                println!("{}", serde_json::to_string(&e?)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -63,6 +63,10 @@ impl Deadline {
             let n =
                 unsafe { libc::read(self.fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
             if n == 8 {
+                // A one-shot timerfd cannot fire again before it is re-armed:
+                // forget the readiness now rather than learn it from an
+                // EAGAIN read next time.
+                guard.clear_ready();
                 return Ok(());
             }
             let e = io::Error::last_os_error();
