@@ -162,6 +162,106 @@ pub struct SyncGroupStatus {
     pub state: VrrpState,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    /// Not checked enough yet to say.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl std::fmt::Display for HealthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HealthState::Unknown => "unknown",
+            HealthState::Up => "up",
+            HealthState::Down => "down",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthdStatus {
+    pub daemon: DaemonInfo,
+    pub dataplane: DataplaneStatus,
+    pub virtual_servers: Vec<VirtualServerStatus>,
+}
+
+/// How programming the kernel's IPVS table goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneStatus {
+    /// The last sync succeeded.
+    pub ok: bool,
+    pub error: Option<String>,
+    pub last_sync: Option<UnixMillis>,
+    /// Netlink operations applied since start.
+    pub operations: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualServerStatus {
+    pub name: String,
+    /// "tcp 192.0.2.10:80", "fwmark 7 (ipv4)".
+    pub service: String,
+    pub scheduler: String,
+    pub forwarding: String,
+    /// "http GET /healthz every 2s", or none.
+    pub check: Option<String>,
+    pub quorum: usize,
+    /// Real servers counted as up.
+    pub up: usize,
+    pub quorum_met: bool,
+    pub sorry_server: Option<String>,
+    pub sorry_active: bool,
+    pub stats: Option<IpvsStats>,
+    pub real_servers: Vec<RealServerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerStatus {
+    /// "10.0.0.11:80".
+    pub address: String,
+    pub weight: u32,
+    /// The weight in the kernel's table; none when the server is not in it.
+    pub kernel_weight: Option<u32>,
+    pub health: HealthState,
+    pub since: UnixMillis,
+    /// Why it is in that state ("HTTP 503", "connection refused").
+    pub reason: String,
+    pub last_check: Option<CheckResult>,
+    pub checks: u64,
+    pub failures: u64,
+    /// Drained by an operator (kept across restarts).
+    pub drained: bool,
+    pub active_conns: u32,
+    pub inactive_conns: u32,
+    pub stats: Option<IpvsStats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub ok: bool,
+    pub reason: String,
+    pub latency_ms: u64,
+    pub at: UnixMillis,
+}
+
+/// IPVS counters and rates (per second) of a service or destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsStats {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
 /// Answer of `POST /reload`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReloadResult {

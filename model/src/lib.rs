@@ -6,7 +6,10 @@
 //! - [`api`]: the JSON types of `/status`, `/events` and the actions.
 //! - [`control`]: HTTP/JSON over a Unix socket, the server side (axum) and a
 //!   small client (hyper) used by the web UI, the CLIs and the tests.
+//! - [`exec`]: running the programs the configuration names (scripts),
+//!   without a shell, with a timeout, as a user.
 
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod exec;

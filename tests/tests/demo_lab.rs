@@ -63,7 +63,10 @@ fn the_demo_lab_comes_up_fails_over_and_goes_away() {
     assert!(moved.is_some(), "{}", lab.ok(&["status"]));
     let st = lab.ok(&["status"]);
     assert!(st.contains("the client reaches 10.99.0.100"), "{st}");
-    assert!(st.contains("== lb1\nvrrpd is not running"), "kill left vrrpd running:\n{st}");
+    assert!(
+        st.contains("== lb1\nvrrpd is not running"),
+        "kill left vrrpd running:\n{st}"
+    );
     lab.ok(&["start", "lb1"]);
     let back = netns::wait_until(std::time::Duration::from_secs(15), || {
         lab.ok(&["status"])

@@ -19,13 +19,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::exec::{self, RunAs};
 use crate::fsm::{Action, Instance, Params};
 use crate::netlink::{IfAddr, Link, LinkEvent, Netlink, NetlinkError};
 use crate::node::{Member, Node, Out};
 use crate::packet::{self, Advert, Drop, Version, garp_frame, ipv4_packet, unsolicited_na};
 use crate::socket::{Datagram, Icmpv6Socket, PacketSocket, VrrpSocket, destinations};
 use crate::track::{RiseFall, ScriptResult, TrackKind, TrackValue, Tracker};
+use tandem_model::exec::{self, RunAs};
 
 /// How the daemon was started.
 #[derive(Clone, Debug)]

@@ -11,8 +11,6 @@
 
 use std::fmt;
 
-use crate::fsm::fmt_duration;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TrackKind {
     /// The instance's own interface is always tracked (no weight).
@@ -169,31 +167,7 @@ impl RiseFall {
     }
 }
 
-/// What a script run ended with, for logs and status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScriptResult {
-    Exited(i32),
-    Signalled(i32),
-    TimedOut(std::time::Duration),
-    CannotRun(String),
-}
-
-impl ScriptResult {
-    pub fn success(&self) -> bool {
-        matches!(self, ScriptResult::Exited(0))
-    }
-}
-
-impl fmt::Display for ScriptResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScriptResult::Exited(c) => write!(f, "exit status {c}"),
-            ScriptResult::Signalled(s) => write!(f, "killed by signal {s}"),
-            ScriptResult::TimedOut(d) => write!(f, "timed out after {}", fmt_duration(*d)),
-            ScriptResult::CannotRun(e) => write!(f, "cannot run: {e}"),
-        }
-    }
-}
+pub use tandem_model::exec::ScriptResult;
 
 #[cfg(test)]
 mod tests {

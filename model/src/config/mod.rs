@@ -81,6 +81,11 @@ pub struct Node {
     /// Directory of state kept across restarts (operator drains).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// How long vrrpd keeps the last quorum healthd published when healthd
+    /// stops answering (a restart), before it counts every tracked virtual
+    /// server as failed.
+    #[serde(default = "default_healthd_grace", with = "duration")]
+    pub healthd_grace: Duration,
 }
 
 impl Default for Node {
@@ -89,6 +94,7 @@ impl Default for Node {
             name: None,
             socket_dir: default_socket_dir(),
             state_dir: default_state_dir(),
+            healthd_grace: default_healthd_grace(),
         }
     }
 }
@@ -99,6 +105,10 @@ fn default_socket_dir() -> PathBuf {
 
 fn default_state_dir() -> PathBuf {
     DEFAULT_STATE_DIR.into()
+}
+
+fn default_healthd_grace() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -419,6 +429,10 @@ pub struct VirtualServer {
     /// connections drain) instead of leaving the table.
     #[serde(default)]
     pub inhibit_on_failure: bool,
+    /// A real server leaving the table goes to weight 0 first and is
+    /// deleted once its connections are gone or after this long.
+    #[serde(default = "default_drain_timeout", with = "duration")]
+    pub drain_timeout: Duration,
     /// What a real server is taken to be before its first check result.
     #[serde(default)]
     pub initial_state: InitialState,
@@ -429,6 +443,10 @@ pub struct VirtualServer {
     pub check: Option<Check>,
     #[serde(default, rename = "real_server")]
     pub real_servers: Vec<RealServer>,
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_protocol() -> Protocol {

@@ -1,6 +1,7 @@
-//! Running programs: tracked scripts (with a timeout, as a configured
-//! user) and notify scripts (fire and forget). Never through a shell: the
-//! argv is the configuration's, word for word.
+//! Running the programs a configuration names: vrrpd's tracked and notify
+//! scripts, healthd's script checks. Never through a shell: the argv is the
+//! configuration's, word for word; a timeout kills the program's whole
+//! process group.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -8,7 +9,33 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::track::ScriptResult;
+/// What a script run ended with, for logs and status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptResult {
+    Exited(i32),
+    Signalled(i32),
+    TimedOut(Duration),
+    CannotRun(String),
+}
+
+impl ScriptResult {
+    pub fn success(&self) -> bool {
+        matches!(self, ScriptResult::Exited(0))
+    }
+}
+
+impl std::fmt::Display for ScriptResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScriptResult::Exited(c) => write!(f, "exit status {c}"),
+            ScriptResult::Signalled(s) => write!(f, "killed by signal {s}"),
+            ScriptResult::TimedOut(d) => {
+                write!(f, "timed out after {}", crate::config::format_duration(*d))
+            }
+            ScriptResult::CannotRun(e) => write!(f, "cannot run: {e}"),
+        }
+    }
+}
 
 /// A user to run as, resolved once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
