@@ -57,7 +57,7 @@ impl RunAs {
     }
 }
 
-fn command(argv: &[String], run_as: Option<RunAs>) -> Command {
+fn command(argv: &[String], run_as: Option<RunAs>, env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
@@ -68,6 +68,7 @@ fn command(argv: &[String], run_as: Option<RunAs>) -> Command {
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
+        .envs(env.iter().map(|(k, v)| (k, v)))
         // Its own process group, so a timeout kills what it started too.
         .process_group(0)
         .kill_on_drop(true);
@@ -77,9 +78,15 @@ fn command(argv: &[String], run_as: Option<RunAs>) -> Command {
     cmd
 }
 
-/// Runs a tracked script to completion or until `timeout`.
-pub async fn run_script(argv: &[String], run_as: Option<RunAs>, timeout: Duration) -> ScriptResult {
-    let mut child = match command(argv, run_as).spawn() {
+/// Runs a script to completion or until `timeout`, with `env` added to a
+/// minimal environment.
+pub async fn run_script(
+    argv: &[String],
+    run_as: Option<RunAs>,
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> ScriptResult {
+    let mut child = match command(argv, run_as, env).spawn() {
         Ok(c) => c,
         Err(e) => return ScriptResult::CannotRun(format!("{}: {e}", argv[0])),
     };
@@ -112,7 +119,7 @@ pub fn notify(program: &Path, args: [String; 4]) {
     let argv: Vec<String> = std::iter::once(program.display().to_string())
         .chain(args)
         .collect();
-    let mut cmd = command(&argv, None);
+    let mut cmd = command(&argv, None, &[]);
     cmd.kill_on_drop(false);
     match cmd.spawn() {
         Ok(mut child) => {
@@ -147,7 +154,7 @@ mod tests {
         )
         .await;
         assert_eq!(r, ScriptResult::Exited(3));
-        let r = run_script(&argv(&["/bin/true"]), None, Duration::from_secs(5)).await;
+        let r = run_script(&argv(&["/bin/true"]), None, &[], Duration::from_secs(5)).await;
         assert!(r.success());
     }
 
@@ -166,7 +173,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_cannot_run() {
-        let r = run_script(&argv(&["/nonexistent/x"]), None, Duration::from_secs(1)).await;
+        let r = run_script(
+            &argv(&["/nonexistent/x"]),
+            None,
+            &[],
+            Duration::from_secs(1),
+        )
+        .await;
         assert!(matches!(r, ScriptResult::CannotRun(_)), "{r:?}");
     }
 }

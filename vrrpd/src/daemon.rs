@@ -735,7 +735,7 @@ impl Daemon {
                             cfg.user.clone().unwrap_or_default()
                         ))
                     } else {
-                        exec::run_script(&cfg.command, run_as, cfg.timeout).await
+                        exec::run_script(&cfg.command, run_as, &[], cfg.timeout).await
                     };
                     let msg = Input::Script {
                         name: cfg.name.clone(),

@@ -643,7 +643,7 @@ pub struct CheckOverride {
 }
 
 /// An accepted HTTP status: `200` or `"200-299"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StatusMatch {
     /// Range-checked by validation (100-599).
     Code(i64),

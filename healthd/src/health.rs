@@ -1,0 +1,218 @@
+//! The health of one real server, sans IO: consecutive results turned
+//! into UP and DOWN by `rise` and `fall` (keepalived's semantics), with
+//! the reason of every change.
+
+use std::time::{Duration, Instant};
+
+pub use tandem_model::api::HealthState;
+
+/// What one probe found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub ok: bool,
+    /// "HTTP 200", "connection refused", "timeout after 1s".
+    pub reason: String,
+    pub latency: Duration,
+}
+
+impl Outcome {
+    pub fn up(reason: impl Into<String>, latency: Duration) -> Outcome {
+        Outcome {
+            ok: true,
+            reason: reason.into(),
+            latency,
+        }
+    }
+
+    pub fn down(reason: impl Into<String>, latency: Duration) -> Outcome {
+        Outcome {
+            ok: false,
+            reason: reason.into(),
+            latency,
+        }
+    }
+}
+
+/// A change of state and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub from: HealthState,
+    pub to: HealthState,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Health {
+    state: HealthState,
+    rise: u32,
+    fall: u32,
+    /// Consecutive results against the current state, all `run_ok`.
+    run: u32,
+    run_ok: bool,
+    since: Instant,
+    reason: String,
+    last: Option<(Instant, Outcome)>,
+    checks: u64,
+    failures: u64,
+}
+
+impl Health {
+    /// A server not yet checked (`Unknown`), or one already known to be
+    /// up (adopted from the kernel's table at a restart).
+    pub fn new(now: Instant, rise: u32, fall: u32, state: HealthState, reason: &str) -> Health {
+        Health {
+            state,
+            rise: rise.max(1),
+            fall: fall.max(1),
+            run: 0,
+            run_ok: false,
+            since: now,
+            reason: reason.to_string(),
+            last: None,
+            checks: 0,
+            failures: 0,
+        }
+    }
+
+    pub fn state(&self) -> HealthState {
+        self.state
+    }
+
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    pub fn last(&self) -> Option<&(Instant, Outcome)> {
+        self.last.as_ref()
+    }
+
+    pub fn checks(&self) -> u64 {
+        self.checks
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+
+    /// New rise/fall from a reload; the state and the run so far stay.
+    pub fn set_thresholds(&mut self, rise: u32, fall: u32) {
+        self.rise = rise.max(1);
+        self.fall = fall.max(1);
+    }
+
+    /// Records one result; returns the change it caused, if any.
+    pub fn record(&mut self, now: Instant, outcome: Outcome) -> Option<Change> {
+        self.checks += 1;
+        if !outcome.ok {
+            self.failures += 1;
+        }
+        let ok = outcome.ok;
+        let reason = outcome.reason.clone();
+        self.last = Some((now, outcome));
+        let agrees = match self.state {
+            HealthState::Up => ok,
+            HealthState::Down => !ok,
+            HealthState::Unknown => false,
+        };
+        if agrees {
+            self.run = 0;
+            // Keep the latest words for the state it is in.
+            self.reason = reason;
+            return None;
+        }
+        if self.run > 0 && self.run_ok != ok {
+            // Unknown, and the results changed direction: start over.
+            self.run = 0;
+        }
+        self.run_ok = ok;
+        self.run += 1;
+        let needed = if ok { self.rise } else { self.fall };
+        if self.run < needed {
+            return None;
+        }
+        let from = self.state;
+        self.state = if ok {
+            HealthState::Up
+        } else {
+            HealthState::Down
+        };
+        self.run = 0;
+        self.since = now;
+        self.reason = reason.clone();
+        Some(Change {
+            from,
+            to: self.state,
+            reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn ok() -> Outcome {
+        Outcome::up("HTTP 200", MS)
+    }
+
+    fn bad(why: &str) -> Outcome {
+        Outcome::down(why, MS)
+    }
+
+    #[test]
+    fn an_unknown_server_comes_up_after_rise_successes() {
+        let t = Instant::now();
+        let mut h = Health::new(t, 2, 3, HealthState::Unknown, "not checked yet");
+        assert_eq!(h.record(t, ok()), None);
+        let c = h.record(t, ok()).expect("up after 2");
+        assert_eq!(
+            (c.from, c.to, c.reason.as_str()),
+            (HealthState::Unknown, HealthState::Up, "HTTP 200")
+        );
+    }
+
+    #[test]
+    fn an_up_server_goes_down_after_fall_failures_in_a_row() {
+        let t = Instant::now();
+        let mut h = Health::new(t, 2, 3, HealthState::Up, "adopted");
+        assert_eq!(h.record(t, bad("HTTP 503")), None);
+        assert_eq!(h.record(t, bad("HTTP 503")), None);
+        assert_eq!(h.record(t, ok()), None, "a success resets the run");
+        assert_eq!(h.record(t, bad("HTTP 503")), None);
+        assert_eq!(h.record(t, bad("HTTP 503")), None);
+        let c = h
+            .record(t, bad("connection refused"))
+            .expect("down after 3 in a row");
+        assert_eq!(
+            (c.to, c.reason.as_str()),
+            (HealthState::Down, "connection refused")
+        );
+        assert_eq!((h.checks(), h.failures()), (6, 5));
+    }
+
+    #[test]
+    fn an_unknown_server_that_flips_starts_its_count_over() {
+        let t = Instant::now();
+        let mut h = Health::new(t, 2, 2, HealthState::Unknown, "");
+        assert_eq!(h.record(t, ok()), None);
+        assert_eq!(h.record(t, bad("timeout after 1s")), None);
+        assert_eq!(h.record(t, ok()), None);
+        assert!(h.record(t, ok()).is_some());
+    }
+
+    #[test]
+    fn the_reason_follows_the_latest_result_of_the_state() {
+        let t = Instant::now();
+        let mut h = Health::new(t, 1, 1, HealthState::Unknown, "");
+        h.record(t, bad("connection refused"));
+        h.record(t, bad("timeout after 1s"));
+        assert_eq!(h.state(), HealthState::Down);
+        assert_eq!(h.reason(), "timeout after 1s");
+    }
+}

@@ -1,0 +1,12 @@
+//! tandem's health checker: which real servers get traffic.
+//!
+//! Sans IO: [`health`] (rise/fall state of one real server), [`schedule`]
+//! (when each probe runs, spread over its interval), [`quorum`] and
+//! [`spec`] (what to probe, shared between virtual servers). The adapters:
+//! [`probe`] (ICMP, TCP, HTTP(S), scripts).
+
+pub mod health;
+pub mod probe;
+pub mod quorum;
+pub mod schedule;
+pub mod spec;

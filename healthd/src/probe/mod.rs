@@ -1,0 +1,141 @@
+//! The probes themselves: ICMP echo, TCP, HTTP(S), scripts. Each returns
+//! an [`Outcome`] with a reason a person reads in the status and the
+//! events ("HTTP 503", "connection refused", "timeout after 1s"); none
+//! takes longer than its spec's timeout.
+
+mod http;
+mod icmp;
+mod tcp;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tandem_model::config::format_duration;
+use tandem_model::exec::{self, RunAs};
+
+use crate::health::Outcome;
+use crate::spec::{Kind, ProbeSpec};
+
+/// What probes share: TLS configurations, ICMP sockets, kept-alive HTTP
+/// connections.
+pub struct Prober {
+    http: http::HttpProber,
+    icmp: icmp::IcmpProber,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+impl Prober {
+    pub fn new() -> Result<Prober, ProbeError> {
+        Ok(Prober {
+            http: http::HttpProber::new()?,
+            icmp: icmp::IcmpProber::default(),
+        })
+    }
+
+    /// Runs one probe; never longer than `spec.timeout` (and a little).
+    pub async fn run(self: &Arc<Self>, spec: &ProbeSpec) -> Outcome {
+        let start = Instant::now();
+        let timed_out = || {
+            Outcome::down(
+                format!("timeout after {}", format_duration(spec.timeout)),
+                spec.timeout,
+            )
+        };
+        match &spec.kind {
+            Kind::Icmp { target, source } => self.icmp.ping(*target, *source, spec.timeout).await,
+            Kind::Script {
+                argv,
+                user,
+                real_server,
+                virtual_server,
+            } => {
+                let run_as = match user.as_deref().map(RunAs::lookup) {
+                    Some(Err(e)) => return Outcome::down(e, Duration::ZERO),
+                    Some(Ok(u)) => Some(u),
+                    None => None,
+                };
+                let env = [
+                    ("TANDEM_VIRTUAL_SERVER", virtual_server.clone()),
+                    ("TANDEM_REAL_SERVER", real_server.to_string()),
+                    ("TANDEM_REAL_SERVER_IP", real_server.ip().to_string()),
+                    ("TANDEM_REAL_SERVER_PORT", real_server.port().to_string()),
+                ];
+                let r = exec::run_script(argv, run_as, &env, spec.timeout).await;
+                let latency = start.elapsed();
+                if r.success() {
+                    Outcome::up("script succeeded", latency)
+                } else {
+                    Outcome::down(format!("script: {r}"), latency)
+                }
+            }
+            Kind::Tcp {
+                target,
+                source,
+                send,
+                expect,
+            } => {
+                match tokio::time::timeout(spec.timeout, tcp::check(*target, *source, send, expect))
+                    .await
+                {
+                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
+                    Ok(Err(reason)) => Outcome::down(reason, start.elapsed()),
+                    Err(_) => timed_out(),
+                }
+            }
+            Kind::Http(h) => {
+                match tokio::time::timeout(spec.timeout, self.http.check(spec, h)).await {
+                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
+                    Ok(Err(reason)) => Outcome::down(reason, start.elapsed()),
+                    Err(_) => {
+                        self.http.forget(spec);
+                        timed_out()
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A connection error as a short phrase.
+pub fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::ConnectionAborted => "connection aborted".into(),
+        io::ErrorKind::HostUnreachable => "host unreachable".into(),
+        io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
+        io::ErrorKind::UnexpectedEof => "connection closed by the server".into(),
+        io::ErrorKind::AddrNotAvailable => "source address not available".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Connects, from `source` when given.
+pub async fn connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+) -> io::Result<tokio::net::TcpStream> {
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        socket.bind(SocketAddr::new(src, 0))?;
+    }
+    let stream = socket.connect(target).await?;
+    stream.set_nodelay(true)?;
+    // Closing a probe's connection resets it instead of leaving it in
+    // TIME_WAIT: ten thousand checks a second would otherwise pile up
+    // hundreds of thousands of them on the director (HAProxy's checks do
+    // the same).
+    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
+    Ok(stream)
+}
