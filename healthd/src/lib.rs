@@ -2,9 +2,12 @@
 //!
 //! Sans IO: [`health`] (rise/fall state of one real server), [`schedule`]
 //! (when each probe runs, spread over its interval), [`quorum`] and
-//! [`spec`] (what to probe, shared between virtual servers). The adapters:
+//! [`spec`] (what to probe, shared between virtual servers), and
+//! [`engine`], which puts them together and decides the IPVS table. The
+//! adapters:
 //! [`probe`] (ICMP, TCP, HTTP(S), scripts).
 
+pub mod engine;
 pub mod health;
 pub mod probe;
 pub mod quorum;

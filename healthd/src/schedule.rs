@@ -49,6 +49,10 @@ impl<K: Hash + Eq + Clone> Schedule<K> {
         self.entries.is_empty()
     }
 
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.entries.keys()
+    }
+
     pub fn contains(&self, key: &K) -> bool {
         self.entries.contains_key(key)
     }

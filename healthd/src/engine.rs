@@ -1,0 +1,770 @@
+//! Everything healthd decides, sans IO: the health of every real server,
+//! which probe runs when, quorum, operator drains, and the IPVS table
+//! that follows from them. The daemon feeds it probe outcomes and the
+//! kernel's table, and carries out what it returns.
+//!
+//! Rules:
+//! - a real server without a check is up; one not yet checked counts as
+//!   its virtual server's `initial_state`;
+//! - a real server found in the kernel's table (with its weight) when
+//!   healthd starts is adopted as up: a restart removes nothing that
+//!   serves;
+//! - one that must leave goes to weight 0 first and is deleted once its
+//!   connections are gone or `drain_timeout` has passed (with
+//!   `inhibit_on_failure` it stays at weight 0);
+//! - a drained one stays at weight 0 whatever its health, and does not
+//!   count for quorum;
+//! - below quorum, the sorry server joins the service.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use ipvsctl::desired::{self, DesiredError};
+use ipvsctl::types::{Dest, Service, ServiceKey, Table};
+use tandem_model::api::{EventKind, HealthState};
+use tandem_model::config::{Config, InitialState, RealServer, VirtualServer};
+
+use crate::health::{Health, Outcome};
+use crate::quorum::Quorum;
+use crate::schedule::Schedule;
+use crate::spec::{self, ProbeSpec, Thresholds};
+
+/// Identifies a real server across reloads: virtual server name and the
+/// real server's address.
+pub type RsId = (String, SocketAddr);
+
+pub fn rs_label(id: &RsId) -> String {
+    format!("{}/{}", id.0, id.1)
+}
+
+struct RsState {
+    addr: SocketAddr,
+    dest: Dest,
+    probe: Option<(ProbeSpec, Thresholds)>,
+    /// None: no check, always up.
+    health: Option<Health>,
+    /// Since when it has been leaving the table (weight 0, draining).
+    leaving_since: Option<Instant>,
+}
+
+struct VsState {
+    cfg: VirtualServer,
+    key: ServiceKey,
+    service: Service,
+    quorum: Quorum,
+    rs: Vec<RsState>,
+}
+
+pub struct Engine {
+    vss: Vec<VsState>,
+    /// Every probe and the real servers that share its results.
+    subscribers: HashMap<ProbeSpec, Vec<(usize, usize)>>,
+    schedule: Schedule<ProbeSpec>,
+    drains: BTreeSet<String>,
+    /// Services this configuration owns.
+    keys: BTreeSet<ServiceKey>,
+}
+
+impl Engine {
+    /// Builds the state for `config`. `current` is the kernel's table:
+    /// real servers in it with their configured weight start up.
+    /// `keep` hands over the health of real servers of a previous engine
+    /// (a reload) whose probe did not change.
+    pub fn new(
+        config: &Config,
+        now: Instant,
+        current: &Table,
+        drains: BTreeSet<String>,
+        mut keep: HashMap<RsId, (ProbeSpec, Health)>,
+    ) -> Result<Engine, DesiredError> {
+        let mut vss = Vec::new();
+        let mut keys = BTreeSet::new();
+        for vs in &config.virtual_servers {
+            let service = desired::service(vs)?;
+            let key = service.key;
+            keys.insert(key);
+            let in_kernel = current.service(&key);
+            let mut rss = Vec::new();
+            for rs in &vs.real_servers {
+                let dest = desired::dest(vs, rs)?;
+                let addr = dest.addr;
+                let probe = spec::probe_for(vs, rs);
+                let health = probe.as_ref().map(|(p, th)| {
+                    if let Some((old_spec, mut h)) = keep.remove(&(vs.name.clone(), addr)) {
+                        if old_spec == *p {
+                            h.set_thresholds(th.rise, th.fall);
+                            return h;
+                        }
+                    }
+                    let adopted = in_kernel.and_then(|s| s.dest(addr)).is_some_and(|d| {
+                        d.settings.weight == dest.settings.weight && d.settings.weight > 0
+                    });
+                    if adopted {
+                        Health::new(
+                            now,
+                            th.rise,
+                            th.fall,
+                            HealthState::Up,
+                            "in the kernel's table at start",
+                        )
+                    } else {
+                        Health::new(
+                            now,
+                            th.rise,
+                            th.fall,
+                            HealthState::Unknown,
+                            "not checked yet",
+                        )
+                    }
+                });
+                rss.push(RsState {
+                    addr,
+                    dest,
+                    probe,
+                    health,
+                    leaving_since: None,
+                });
+            }
+            vss.push(VsState {
+                cfg: vs.clone(),
+                key,
+                service,
+                quorum: Quorum::new(0, 0, 0),
+                rs: rss,
+            });
+        }
+        let mut e = Engine {
+            vss,
+            subscribers: HashMap::new(),
+            schedule: Schedule::default(),
+            drains,
+            keys,
+        };
+        for v in 0..e.vss.len() {
+            let up = e.up_count(v);
+            let cfg = &e.vss[v].cfg;
+            e.vss[v].quorum = Quorum::new(
+                cfg.quorum.max(0) as usize,
+                cfg.quorum_hysteresis.max(0) as usize,
+                up,
+            );
+            for r in 0..e.vss[v].rs.len() {
+                if let Some((p, _)) = &e.vss[v].rs[r].probe {
+                    e.subscribers.entry(p.clone()).or_default().push((v, r));
+                }
+            }
+        }
+        let specs: Vec<ProbeSpec> = e.subscribers.keys().cloned().collect();
+        for p in specs {
+            let interval = p.interval;
+            e.schedule.add(p, interval, now);
+        }
+        Ok(e)
+    }
+
+    /// Hands over to a new configuration (a reload): real servers whose
+    /// probe is unchanged keep their health and their place in the
+    /// schedule; the others start over. Returns the engine and what
+    /// changed, one line per object.
+    pub fn reload(
+        self,
+        config: &Config,
+        now: Instant,
+        current: &Table,
+    ) -> Result<(Engine, Vec<String>), DesiredError> {
+        let old_cfgs: HashMap<String, VirtualServer> = self
+            .vss
+            .iter()
+            .map(|v| (v.cfg.name.clone(), v.cfg.clone()))
+            .collect();
+        let mut keep = HashMap::new();
+        for v in &self.vss {
+            for r in &v.rs {
+                if let (Some((p, _)), Some(h)) = (&r.probe, &r.health) {
+                    keep.insert((v.cfg.name.clone(), r.addr), (p.clone(), h.clone()));
+                }
+            }
+        }
+        let Engine {
+            schedule: old_schedule,
+            drains,
+            ..
+        } = self;
+        let mut next = Engine::new(config, now, current, drains, keep)?;
+        // Keep the running schedule for probes that stay.
+        let mut schedule = old_schedule;
+        for p in next.schedule_keys_missing_from(&schedule) {
+            let interval = p.interval;
+            schedule.add(p, interval, now);
+        }
+        let gone: Vec<ProbeSpec> = schedule_keys(&next.subscribers, &schedule);
+        for p in gone {
+            schedule.remove(&p);
+        }
+        next.schedule = schedule;
+        let mut changes = Vec::new();
+        for vs in &config.virtual_servers {
+            match old_cfgs.get(&vs.name) {
+                None => changes.push(format!("virtual server {}: added", vs.name)),
+                Some(old) if old != vs => {
+                    changes.push(format!("virtual server {}: changed", vs.name))
+                }
+                Some(_) => {}
+            }
+        }
+        for name in old_cfgs.keys() {
+            if config.virtual_server(name).is_none() {
+                changes.push(format!("virtual server {name}: removed"));
+            }
+        }
+        changes.sort();
+        Ok((next, changes))
+    }
+
+    fn schedule_keys_missing_from(&self, schedule: &Schedule<ProbeSpec>) -> Vec<ProbeSpec> {
+        self.subscribers
+            .keys()
+            .filter(|p| !schedule.contains(p))
+            .cloned()
+            .collect()
+    }
+
+    /// Services this engine owns (a reload deletes the ones it dropped).
+    pub fn keys(&self) -> &BTreeSet<ServiceKey> {
+        &self.keys
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.schedule.next_deadline()
+    }
+
+    /// The probes to start now.
+    pub fn due(&mut self, now: Instant) -> Vec<ProbeSpec> {
+        self.schedule.due(now)
+    }
+
+    /// Number of distinct probes.
+    pub fn probes(&self) -> usize {
+        self.schedule.len()
+    }
+
+    fn is_up(&self, v: usize, r: usize) -> bool {
+        let vs = &self.vss[v];
+        match vs.rs[r].health.as_ref().map(Health::state) {
+            None | Some(HealthState::Up) => true,
+            Some(HealthState::Down) => false,
+            Some(HealthState::Unknown) => vs.cfg.initial_state == InitialState::Up,
+        }
+    }
+
+    fn drained(&self, v: usize, r: usize) -> bool {
+        self.drains.contains(&rs_label(&(
+            self.vss[v].cfg.name.clone(),
+            self.vss[v].rs[r].addr,
+        )))
+    }
+
+    fn up_count(&self, v: usize) -> usize {
+        (0..self.vss[v].rs.len())
+            .filter(|&r| self.is_up(v, r) && !self.drained(v, r))
+            .count()
+    }
+
+    /// Records a probe's outcome for every real server that shares it;
+    /// returns the events it caused.
+    pub fn record(&mut self, now: Instant, probe: &ProbeSpec, outcome: Outcome) -> Vec<EventKind> {
+        self.schedule.done(probe, now);
+        let subs = self.subscribers.get(probe).cloned().unwrap_or_default();
+        let mut events = Vec::new();
+        for (v, r) in subs {
+            let Some(h) = self.vss[v].rs[r].health.as_mut() else {
+                continue;
+            };
+            if let Some(change) = h.record(now, outcome.clone()) {
+                events.push(EventKind::RealServerHealth {
+                    virtual_server: self.vss[v].cfg.name.clone(),
+                    real_server: self.vss[v].rs[r].addr.to_string(),
+                    up: change.to == HealthState::Up,
+                    reason: change.reason,
+                });
+                events.extend(self.update_quorum(v));
+            }
+        }
+        events
+    }
+
+    fn update_quorum(&mut self, v: usize) -> Option<EventKind> {
+        let up = self.up_count(v);
+        let vs = &mut self.vss[v];
+        vs.quorum.update(up).map(|met| EventKind::Quorum {
+            virtual_server: vs.cfg.name.clone(),
+            met,
+            up,
+            quorum: vs.quorum.quorum(),
+        })
+    }
+
+    fn find(&self, vs: &str, rs: &str) -> Result<(usize, usize), String> {
+        let v = self
+            .vss
+            .iter()
+            .position(|x| x.cfg.name == vs)
+            .ok_or_else(|| format!("no virtual server named {vs}"))?;
+        let r = self.vss[v]
+            .rs
+            .iter()
+            .position(|x| x.addr.to_string() == rs || x.addr.ip().to_string() == rs)
+            .ok_or_else(|| format!("virtual server {vs} has no real server {rs}"))?;
+        Ok((v, r))
+    }
+
+    /// An operator drains (`on`) or enables a real server. Returns the
+    /// events and the drains to persist.
+    pub fn set_drain(&mut self, vs: &str, rs: &str, on: bool) -> Result<Vec<EventKind>, String> {
+        let (v, r) = self.find(vs, rs)?;
+        let label = rs_label(&(vs.to_string(), self.vss[v].rs[r].addr));
+        let changed = if on {
+            self.drains.insert(label.clone())
+        } else {
+            self.drains.remove(&label)
+        };
+        let mut events = Vec::new();
+        if changed {
+            events.push(EventKind::Action {
+                action: if on { "drain" } else { "enable" }.into(),
+                target: label,
+                user: None,
+            });
+            events.extend(self.update_quorum(v));
+        }
+        Ok(events)
+    }
+
+    pub fn drains(&self) -> &BTreeSet<String> {
+        &self.drains
+    }
+
+    /// The table the kernel should hold now. `current` is its table (for
+    /// the connections of servers that are leaving).
+    pub fn desired(&mut self, now: Instant, current: &Table) -> Table {
+        let mut services = Vec::new();
+        for v in 0..self.vss.len() {
+            let kernel = current.service(&self.vss[v].key).cloned();
+            let mut svc = self.vss[v].service.clone();
+            svc.dests.clear();
+            for r in 0..self.vss[v].rs.len() {
+                let up = self.is_up(v, r);
+                let drained = self.drained(v, r);
+                let inhibit = self.vss[v].cfg.inhibit_on_failure;
+                let drain_timeout = self.vss[v].cfg.drain_timeout;
+                let rs = &mut self.vss[v].rs[r];
+                let mut dest = rs.dest.clone();
+                if up && !drained {
+                    rs.leaving_since = None;
+                    svc.dests.push(dest);
+                    continue;
+                }
+                if drained || inhibit {
+                    dest.settings.weight = 0;
+                    svc.dests.push(dest);
+                    continue;
+                }
+                // Leaving: weight 0 while connections remain, then gone.
+                let Some(k) = kernel.as_ref().and_then(|s| s.dest(rs.addr)) else {
+                    rs.leaving_since = None;
+                    continue;
+                };
+                let since = *rs.leaving_since.get_or_insert(now);
+                let conns = k.counters.active_conns + k.counters.inactive_conns;
+                if conns > 0 && now.saturating_duration_since(since) < drain_timeout {
+                    dest.settings.weight = 0;
+                    svc.dests.push(dest);
+                }
+            }
+            let vs = &self.vss[v];
+            if !vs.quorum.met() && vs.cfg.sorry_server.is_some() {
+                // The sorry server forwards as the virtual server does.
+                if let Ok(mut d) = desired::dest(&vs.cfg, &sorry_rs(&vs.cfg)) {
+                    if svc.dest(d.addr).is_none() {
+                        d.settings.weight = 1;
+                        svc.dests.push(d);
+                    }
+                }
+            }
+            svc.sort();
+            services.push(svc);
+        }
+        Table::new(services)
+    }
+
+    /// Whether the sorry server of virtual server `v` is in use.
+    fn sorry_active(&self, v: usize) -> bool {
+        !self.vss[v].quorum.met() && self.vss[v].cfg.sorry_server.is_some()
+    }
+
+    /// The quorum verdict of every virtual server, for vrrpd.
+    pub fn quorum(&self) -> Vec<(String, bool)> {
+        self.vss
+            .iter()
+            .map(|v| (v.cfg.name.clone(), v.quorum.met()))
+            .collect()
+    }
+
+    /// What `/status` shows of the virtual servers.
+    pub fn status(
+        &self,
+        now: Instant,
+        unix_now: u64,
+        current: &Table,
+    ) -> Vec<tandem_model::api::VirtualServerStatus> {
+        use tandem_model::api::{CheckResult, RealServerStatus, VirtualServerStatus};
+        let unix = |t: Instant| {
+            unix_now.saturating_sub(now.saturating_duration_since(t).as_millis() as u64)
+        };
+        let stats = |s: &ipvsctl::types::Stats| tandem_model::api::IpvsStats {
+            conns: s.conns,
+            inpkts: s.inpkts,
+            outpkts: s.outpkts,
+            inbytes: s.inbytes,
+            outbytes: s.outbytes,
+            cps: s.cps,
+            inpps: s.inpps,
+            outpps: s.outpps,
+            inbps: s.inbps,
+            outbps: s.outbps,
+        };
+        self.vss
+            .iter()
+            .enumerate()
+            .map(|(v, vs)| {
+                let kernel = current.service(&vs.key);
+                VirtualServerStatus {
+                    name: vs.cfg.name.clone(),
+                    service: vs.key.to_string(),
+                    scheduler: vs.cfg.scheduler.clone(),
+                    forwarding: format!("{:?}", vs.cfg.forwarding).to_lowercase(),
+                    check: vs
+                        .rs
+                        .iter()
+                        .find_map(|r| r.probe.as_ref().map(|(p, _)| p.describe())),
+                    quorum: vs.quorum.quorum(),
+                    up: self.up_count(v),
+                    quorum_met: vs.quorum.met(),
+                    sorry_server: vs
+                        .cfg
+                        .sorry_server
+                        .map(|s| s.with_default_port(vs.key.port()).to_string()),
+                    sorry_active: self.sorry_active(v),
+                    stats: kernel.map(|k| stats(&k.stats)),
+                    real_servers: vs
+                        .rs
+                        .iter()
+                        .enumerate()
+                        .map(|(r, rs)| {
+                            let k = kernel.and_then(|s| s.dest(rs.addr));
+                            let (state, since, reason) = match &rs.health {
+                                Some(h) => (h.state(), unix(h.since()), h.reason().to_string()),
+                                None => (HealthState::Up, 0, "no check".to_string()),
+                            };
+                            RealServerStatus {
+                                address: rs.addr.to_string(),
+                                weight: rs.dest.settings.weight,
+                                kernel_weight: k.map(|d| d.settings.weight),
+                                health: state,
+                                since,
+                                reason,
+                                last_check: rs.health.as_ref().and_then(|h| h.last()).map(
+                                    |(at, o)| CheckResult {
+                                        ok: o.ok,
+                                        reason: o.reason.clone(),
+                                        latency_ms: o.latency.as_millis() as u64,
+                                        at: unix(*at),
+                                    },
+                                ),
+                                checks: rs.health.as_ref().map_or(0, Health::checks),
+                                failures: rs.health.as_ref().map_or(0, Health::failures),
+                                drained: self.drained(v, r),
+                                active_conns: k.map_or(0, |d| d.counters.active_conns),
+                                inactive_conns: k.map_or(0, |d| d.counters.inactive_conns),
+                                stats: k.map(|d| stats(&d.counters.stats)),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The sorry server as a real server of `vs`, for its forwarding.
+fn sorry_rs(vs: &VirtualServer) -> RealServer {
+    RealServer {
+        address: vs.sorry_server.expect("called with a sorry server"),
+        weight: 1,
+        forwarding: None,
+        upper_threshold: 0,
+        lower_threshold: 0,
+        tunnel: None,
+        check: None,
+    }
+}
+
+fn schedule_keys(
+    subscribers: &HashMap<ProbeSpec, Vec<(usize, usize)>>,
+    schedule: &Schedule<ProbeSpec>,
+) -> Vec<ProbeSpec> {
+    schedule
+        .keys()
+        .filter(|p| !subscribers.contains_key(*p))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipvsctl::reconcile::{Options, plan};
+    use std::time::Duration;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn config(extra_vs: &str) -> Config {
+        tandem_model::config::parse(
+            &format!(
+                r#"
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10:80"
+forwarding = "dr"
+quorum = 2
+sorry_server = "10.0.0.99"
+{extra_vs}
+[virtual_server.check]
+type = "tcp"
+interval = "1s"
+timeout = "500ms"
+rise = 1
+fall = 1
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+weight = 10
+[[virtual_server.real_server]]
+address = "10.0.0.12"
+weight = 20
+"#
+            ),
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    fn rs(n: u8) -> SocketAddr {
+        format!("10.0.0.{n}:80").parse().unwrap()
+    }
+
+    fn weights(t: &Table) -> Vec<(SocketAddr, u32)> {
+        t.services[0]
+            .dests
+            .iter()
+            .map(|d| (d.addr, d.settings.weight))
+            .collect()
+    }
+
+    fn probe_of(e: &Engine, n: u8) -> ProbeSpec {
+        e.subscribers
+            .iter()
+            .find(|(_, subs)| subs.iter().any(|(v, r)| e.vss[*v].rs[*r].addr == rs(n)))
+            .map(|(p, _)| p.clone())
+            .unwrap()
+    }
+
+    fn up() -> Outcome {
+        Outcome::up("connected", Duration::from_millis(1))
+    }
+
+    fn down() -> Outcome {
+        Outcome::down("connection refused", Duration::from_millis(1))
+    }
+
+    fn with_conns(mut t: Table, n: u8, conns: u32) -> Table {
+        for d in &mut t.services[0].dests {
+            if d.addr == rs(n) {
+                d.counters.active_conns = conns;
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn a_restart_adopts_the_kernel_table_and_changes_nothing() {
+        let c = config("");
+        let t0 = Instant::now();
+        let kernel = ipvsctl::desired::table(&c).unwrap();
+        let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+        let want = e.desired(t0, &kernel);
+        assert!(plan(&want, &kernel, Options { prune: false }).is_empty());
+        assert!(e.quorum()[0].1);
+    }
+
+    #[test]
+    fn a_failed_server_drains_at_weight_zero_and_then_leaves() {
+        let c = config("");
+        let t0 = Instant::now();
+        let kernel = ipvsctl::desired::table(&c).unwrap();
+        let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+        let p = probe_of(&e, 11);
+        let ev = e.record(t0, &p, down());
+        assert!(
+            matches!(&ev[0], EventKind::RealServerHealth { up: false, reason, .. } if reason == "connection refused")
+        );
+        // With connections: weight 0 (one SET_DEST), not deleted.
+        let busy = with_conns(kernel.clone(), 11, 3);
+        let want = e.desired(t0, &busy);
+        assert_eq!(weights(&want)[..2], [(rs(11), 0), (rs(12), 20)]);
+        let ops = plan(&want, &busy, Options { prune: false });
+        assert_eq!(ops.len(), 2, "{ops:?}"); // weight 0 for .11, and the sorry server joins (quorum 2 lost)
+        // Once idle it leaves.
+        let idle = with_conns(want.clone(), 11, 0);
+        let want = e.desired(t0 + S, &idle);
+        assert!(want.services[0].dest(rs(11)).is_none());
+        // A stuck connection does not hold it past drain_timeout (30 s).
+        let mut e2 = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+        e2.record(t0, &p, down());
+        let busy = with_conns(kernel.clone(), 11, 3);
+        assert!(e2.desired(t0, &busy).services[0].dest(rs(11)).is_some());
+        assert!(
+            e2.desired(t0 + 31 * S, &busy).services[0]
+                .dest(rs(11))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn inhibit_on_failure_keeps_a_failed_server_at_weight_zero() {
+        let c = config("inhibit_on_failure = true");
+        let t0 = Instant::now();
+        let kernel = ipvsctl::desired::table(&c).unwrap();
+        let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+        let p = probe_of(&e, 12);
+        e.record(t0, &p, down());
+        let want = e.desired(t0 + 100 * S, &kernel);
+        assert_eq!(want.services[0].dest(rs(12)).unwrap().settings.weight, 0);
+        e.record(t0, &p, up());
+        let want = e.desired(t0 + 100 * S, &kernel);
+        assert_eq!(want.services[0].dest(rs(12)).unwrap().settings.weight, 20);
+    }
+
+    #[test]
+    fn the_sorry_server_joins_below_quorum_and_leaves_when_it_is_back() {
+        let c = config("");
+        let t0 = Instant::now();
+        let mut e =
+            Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+        let sorry: SocketAddr = "10.0.0.99:80".parse().unwrap();
+        for n in [11, 12] {
+            let p = probe_of(&e, n);
+            e.record(t0, &p, up());
+        }
+        assert!(
+            e.desired(t0, &Table::default()).services[0]
+                .dest(sorry)
+                .is_none()
+        );
+        let p = probe_of(&e, 12);
+        let ev = e.record(t0, &p, down());
+        assert!(ev.contains(&EventKind::Quorum {
+            virtual_server: "web".into(),
+            met: false,
+            up: 1,
+            quorum: 2
+        }));
+        let t = e.desired(t0, &Table::default());
+        assert_eq!(t.services[0].dest(sorry).unwrap().settings.weight, 1);
+        e.record(t0, &p, up());
+        assert!(
+            e.desired(t0, &Table::default()).services[0]
+                .dest(sorry)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
+        let c = config("");
+        let t0 = Instant::now();
+        let kernel = ipvsctl::desired::table(&c).unwrap();
+        let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+        let ev = e.set_drain("web", "10.0.0.11", true).unwrap();
+        assert!(matches!(&ev[0], EventKind::Action { action, .. } if action == "drain"));
+        assert!(
+            ev.iter()
+                .any(|x| matches!(x, EventKind::Quorum { met: false, .. }))
+        );
+        assert_eq!(
+            e.desired(t0, &kernel).services[0]
+                .dest(rs(11))
+                .unwrap()
+                .settings
+                .weight,
+            0
+        );
+        assert!(
+            e.set_drain("web", "10.9.9.9", true)
+                .unwrap_err()
+                .contains("no real server 10.9.9.9")
+        );
+        e.set_drain("web", "10.0.0.11:80", false).unwrap();
+        assert_eq!(
+            e.desired(t0, &kernel).services[0]
+                .dest(rs(11))
+                .unwrap()
+                .settings
+                .weight,
+            10
+        );
+    }
+
+    #[test]
+    fn an_unknown_server_counts_as_the_initial_state() {
+        let t0 = Instant::now();
+        let c = config("initial_state = \"down\"");
+        let mut e =
+            Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+        assert!(
+            e.desired(t0, &Table::default()).services[0]
+                .dest(rs(11))
+                .is_none()
+        );
+        let c = config("");
+        let mut e =
+            Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+        assert!(
+            e.desired(t0, &Table::default()).services[0]
+                .dest(rs(11))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_health_and_schedule_of_unchanged_servers() {
+        let c = config("initial_state = \"down\"");
+        let t0 = Instant::now();
+        let mut e =
+            Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+        let p = probe_of(&e, 11);
+        e.record(t0, &p, up());
+        let next = e.next_deadline();
+        let mut c2 = c.clone();
+        c2.virtual_servers[0].real_servers[1].weight = 5;
+        let (mut e, changes) = e.reload(&c2, t0 + S, &Table::default()).unwrap();
+        assert_eq!(changes, vec!["virtual server web: changed".to_string()]);
+        assert!(
+            e.desired(t0 + S, &Table::default()).services[0]
+                .dest(rs(11))
+                .is_some(),
+            "still up"
+        );
+        assert_eq!(e.next_deadline(), next, "the schedule carried over");
+    }
+}
