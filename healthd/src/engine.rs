@@ -163,21 +163,16 @@ impl Engine {
         Ok(e)
     }
 
-    /// Hands over to a new configuration (a reload): real servers whose
-    /// probe is unchanged keep their health and their place in the
-    /// schedule; the others start over. Returns the engine and what
+    /// Moves to a new configuration (a reload): real servers whose probe
+    /// is unchanged keep their health and their place in the schedule;
+    /// the others start over. On error nothing changes. Returns what
     /// changed, one line per object.
     pub fn reload(
-        self,
+        &mut self,
         config: &Config,
         now: Instant,
         current: &Table,
-    ) -> Result<(Engine, Vec<String>), DesiredError> {
-        let old_cfgs: HashMap<String, VirtualServer> = self
-            .vss
-            .iter()
-            .map(|v| (v.cfg.name.clone(), v.cfg.clone()))
-            .collect();
+    ) -> Result<Vec<String>, DesiredError> {
         let mut keep = HashMap::new();
         for v in &self.vss {
             for r in &v.rs {
@@ -186,40 +181,35 @@ impl Engine {
                 }
             }
         }
-        let Engine {
-            schedule: old_schedule,
-            drains,
-            ..
-        } = self;
-        let mut next = Engine::new(config, now, current, drains, keep)?;
-        // Keep the running schedule for probes that stay.
-        let mut schedule = old_schedule;
-        for p in next.schedule_keys_missing_from(&schedule) {
-            let interval = p.interval;
-            schedule.add(p, interval, now);
-        }
-        let gone: Vec<ProbeSpec> = schedule_keys(&next.subscribers, &schedule);
-        for p in gone {
-            schedule.remove(&p);
-        }
-        next.schedule = schedule;
+        let mut next = Engine::new(config, now, current, self.drains.clone(), keep)?;
         let mut changes = Vec::new();
         for vs in &config.virtual_servers {
-            match old_cfgs.get(&vs.name) {
+            match self.vss.iter().find(|v| v.cfg.name == vs.name) {
                 None => changes.push(format!("virtual server {}: added", vs.name)),
-                Some(old) if old != vs => {
+                Some(old) if old.cfg != *vs => {
                     changes.push(format!("virtual server {}: changed", vs.name))
                 }
                 Some(_) => {}
             }
         }
-        for name in old_cfgs.keys() {
-            if config.virtual_server(name).is_none() {
-                changes.push(format!("virtual server {name}: removed"));
+        for old in &self.vss {
+            if config.virtual_server(&old.cfg.name).is_none() {
+                changes.push(format!("virtual server {}: removed", old.cfg.name));
             }
         }
         changes.sort();
-        Ok((next, changes))
+        // Keep the running schedule for the probes that stay.
+        let mut schedule = std::mem::take(&mut self.schedule);
+        for p in next.schedule_keys_missing_from(&schedule) {
+            let interval = p.interval;
+            schedule.add(p, interval, now);
+        }
+        for p in schedule_keys(&next.subscribers, &schedule) {
+            schedule.remove(&p);
+        }
+        next.schedule = schedule;
+        *self = next;
+        Ok(changes)
     }
 
     fn schedule_keys_missing_from(&self, schedule: &Schedule<ProbeSpec>) -> Vec<ProbeSpec> {
@@ -757,7 +747,7 @@ weight = 20
         let next = e.next_deadline();
         let mut c2 = c.clone();
         c2.virtual_servers[0].real_servers[1].weight = 5;
-        let (mut e, changes) = e.reload(&c2, t0 + S, &Table::default()).unwrap();
+        let changes = e.reload(&c2, t0 + S, &Table::default()).unwrap();
         assert_eq!(changes, vec!["virtual server web: changed".to_string()]);
         assert!(
             e.desired(t0 + S, &Table::default()).services[0]

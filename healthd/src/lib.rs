@@ -5,11 +5,15 @@
 //! [`spec`] (what to probe, shared between virtual servers), and
 //! [`engine`], which puts them together and decides the IPVS table. The
 //! adapters:
-//! [`probe`] (ICMP, TCP, HTTP(S), scripts).
+//! [`probe`] (ICMP, TCP, HTTP(S), scripts), [`daemon`] (the loop and the
+//! IPVS thread), [`control`] (the control API).
 
+pub mod control;
+pub mod daemon;
 pub mod engine;
 pub mod health;
 pub mod probe;
 pub mod quorum;
+pub mod report;
 pub mod schedule;
 pub mod spec;

@@ -1,25 +1,229 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use healthd::daemon::{Daemon, Input, Options, Signal};
+use tandem_model::api::{HealthdStatus, ReloadResult, now_millis};
+use tandem_model::config;
+use tandem_model::control::{Client, ClientError};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{error, info};
 
-/// tandem's health checker: the real servers that are up, in kernel IPVS
+/// tandem's health checker: checks the real servers of every virtual
+/// server and keeps the kernel's IPVS table to the ones that are up.
+///
+/// Without a subcommand it runs the daemon. The subcommands talk to a
+/// running one over its control socket.
+///
+/// Examples:
+///   tandem-healthd --check /etc/tandem/tandem.toml
+///   tandem-healthd status
+///   tandem-healthd drain web-http 10.0.0.11     # weight 0, kept across restarts
+///   tandem-healthd enable web-http 10.0.0.11
+///   tandem-healthd reload
 #[derive(Parser)]
-#[command(version)]
+#[command(version, verbatim_doc_comment)]
 struct Args {
     /// Validate this configuration file, print the findings, and exit
     /// (0: clean, 1: refused).
     #[arg(long, value_name = "CONFIG")]
     check: Option<PathBuf>,
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Directory of the control socket (overrides [node] socket_dir).
+    #[arg(long, global = true)]
+    socket_dir: Option<PathBuf>,
+    /// Directory of the drains kept across restarts (overrides [node] state_dir).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Log filter (RUST_LOG syntax), e.g. "info" or "healthd=debug".
+    #[arg(long, env = "TANDEM_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every virtual server: real servers, health and why, weights, connections.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read the configuration; a refused file keeps the running state.
+    Reload,
+    /// Weight 0 for a real server (its connections drain); kept across restarts.
+    Drain {
+        virtual_server: String,
+        real_server: String,
+    },
+    /// Undo a drain.
+    Enable {
+        virtual_server: String,
+        real_server: String,
+    },
+    /// Follow the daemon's events as JSON lines.
+    Events {
+        #[arg(long)]
+        since: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match args.check {
-        Some(path) => tandem_model::config::run_check(&path),
-        None => {
-            eprintln!("tandem-healthd: only --check is available in this build");
+    if let Some(path) = args.check {
+        return config::run_check(&path);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tandem-healthd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(cmd) = args.command {
+        let dir = args.socket_dir.clone().unwrap_or_else(|| {
+            config::load(&args.config)
+                .map(|c| c.node.socket_dir)
+                .unwrap_or_else(|_| config::DEFAULT_SOCKET_DIR.into())
+        });
+        return match rt.block_on(client(cmd, dir.join("healthd.sock"))) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("tandem-healthd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let opts = Options {
+        config: args.config,
+        socket_dir: args.socket_dir,
+        state_dir: args.state_dir,
+    };
+    match rt.block_on(run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("tandem-healthd: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(opts: Options) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel::<Input>(16384);
+    let daemon = Daemon::new(opts, tx.clone()).await?;
+    let socket = daemon.socket_path();
+    let listener = tandem_model::control::bind(&socket)
+        .await
+        .with_context(|| format!("control socket {}", socket.display()))?;
+    let router = healthd::control::router(tx.clone(), &daemon.events());
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = api_stopped.await;
+            })
+            .await
+    });
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let stx = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let sig = tokio::select! {
+                _ = term.recv() => Signal::Terminate,
+                _ = int.recv() => Signal::Terminate,
+                _ = hup.recv() => Signal::Reload,
+            };
+            if stx.send(Input::Signal(sig)).await.is_err() {
+                return;
+            }
+        }
+    });
+    info!(socket = %socket.display(), "running");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let result = daemon.run(rx).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_api.send(());
+    let _ = api.await;
+    let _ = std::fs::remove_file(&socket);
+    result.map_err(Into::into)
+}
+
+async fn client(cmd: Cmd, socket: PathBuf) -> anyhow::Result<ExitCode> {
+    let c = Client::new(socket);
+    match cmd {
+        Cmd::Status { json } => {
+            let st: HealthdStatus = c.get("/status").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", healthd::report::render(&st, now_millis()));
+            }
+        }
+        Cmd::Reload => match c
+            .post::<_, ReloadResult>("/reload", &serde_json::json!({}))
+            .await
+        {
+            Ok(r) => {
+                for change in &r.changes {
+                    println!("{change}");
+                }
+                println!(
+                    "reloaded: {} change(s), {} unchanged",
+                    r.changes.len(),
+                    r.unchanged
+                );
+            }
+            Err(ClientError::Http { body: Some(b), .. }) => {
+                for d in &b.diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!("{}", b.error);
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Cmd::Drain {
+            virtual_server,
+            real_server,
+        } => {
+            let path =
+                format!("/virtual-servers/{virtual_server}/real-servers/{real_server}/drain");
+            let _: serde_json::Value = c.post(&path, &serde_json::json!({})).await?;
+            println!("{virtual_server}/{real_server}: drained (weight 0; connections finish)");
+        }
+        Cmd::Enable {
+            virtual_server,
+            real_server,
+        } => {
+            let path =
+                format!("/virtual-servers/{virtual_server}/real-servers/{real_server}/enable");
+            let _: serde_json::Value = c.post(&path, &serde_json::json!({})).await?;
+            println!("{virtual_server}/{real_server}: enabled");
+        }
+        Cmd::Events { since } => {
+            use futures::StreamExt;
+            let mut events = Box::pin(c.events(since).await?);
+            while let Some(e) = events.next().await {
+                println!("{}", serde_json::to_string(&e?)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -150,6 +150,7 @@ mod tests {
         let r = run_script(
             &argv(&["/bin/sh", "-c", "exit 3"]),
             None,
+            &[],
             Duration::from_secs(5),
         )
         .await;
@@ -164,11 +165,24 @@ mod tests {
         let r = run_script(
             &argv(&["/bin/sleep", "30"]),
             None,
+            &[],
             Duration::from_millis(200),
         )
         .await;
         assert_eq!(r, ScriptResult::TimedOut(Duration::from_millis(200)));
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn the_environment_holds_only_path_and_what_is_given() {
+        let r = run_script(
+            &argv(&["/bin/sh", "-c", "[ \"$X\" = 1 ] && [ -z \"$HOME\" ]"]),
+            None,
+            &[("X", "1".to_string())],
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(r.success(), "{r}");
     }
 
     #[tokio::test]

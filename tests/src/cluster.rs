@@ -353,3 +353,219 @@ pub fn wait_reachable(lab: &Lab, host: &Host, dst: &str, timeout: Duration) -> O
 pub fn ms_since(start: Instant) -> u128 {
     start.elapsed().as_millis()
 }
+
+/// tandem-healthd running in a lab host.
+pub struct Healthd {
+    pub host: Host,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    proc: Option<Proc>,
+    runs: u32,
+}
+
+impl Healthd {
+    /// Writes `toml` as its configuration and starts it; returns once its
+    /// control socket answers. Its drains are kept in `dir/state`.
+    pub fn start(lab: &Lab, host: &Host, toml: &str) -> Healthd {
+        let dir = lab.dir().join(format!("healthd-{}", host.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("tandem.toml");
+        std::fs::write(
+            &config,
+            format!("[node]\nname = \"{}\"\n\n{toml}", host.name),
+        )
+        .unwrap();
+        let mut h = Healthd {
+            host: host.clone(),
+            dir,
+            config,
+            proc: None,
+            runs: 0,
+        };
+        h.restart(lab);
+        h
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("healthd.sock")
+    }
+
+    pub fn restart(&mut self, lab: &Lab) {
+        self.runs += 1;
+        let bin = binary("tandem-healthd");
+        let state = self.dir.join("state");
+        let mut cmd = lab.command(
+            &self.host,
+            &[
+                bin.to_str().unwrap(),
+                "--config",
+                self.config.to_str().unwrap(),
+                "--socket-dir",
+                self.dir.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--log",
+                "debug",
+            ],
+        );
+        cmd.env("NO_COLOR", "1");
+        let mut p = lab.spawn_cmd(&self.host, &format!("healthd{}", self.runs), cmd);
+        let client = Client::new(self.socket());
+        let up = wait_until(Duration::from_secs(10), || {
+            block_on(client.get::<serde_json::Value>("/status")).is_ok()
+        });
+        if up.is_none() {
+            panic!(
+                "healthd on {} did not answer:\n{}",
+                self.host.name,
+                p.output()
+            );
+        }
+        assert!(
+            p.alive(),
+            "healthd on {} exited:\n{}",
+            self.host.name,
+            p.output()
+        );
+        self.proc = Some(p);
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.socket())
+    }
+
+    pub fn status(&self) -> tandem_model::api::HealthdStatus {
+        block_on(self.client().get("/status")).unwrap_or_else(|e| {
+            panic!(
+                "status of healthd on {}: {e}\n{}",
+                self.host.name,
+                self.log()
+            )
+        })
+    }
+
+    pub fn real_server(&self, vs: &str, rs: &str) -> tandem_model::api::RealServerStatus {
+        let st = self.status();
+        st.virtual_servers
+            .iter()
+            .find(|v| v.name == vs)
+            .and_then(|v| v.real_servers.iter().find(|r| r.address == rs))
+            .cloned()
+            .unwrap_or_else(|| panic!("no real server {rs} in {vs}: {st:?}"))
+    }
+
+    /// Waits until real server `rs` of `vs` is in `state`; returns how long
+    /// it took and the reason it gives.
+    #[track_caller]
+    pub fn wait_health(
+        &self,
+        vs: &str,
+        rs: &str,
+        state: tandem_model::api::HealthState,
+        timeout: Duration,
+    ) -> (Duration, String) {
+        let took =
+            wait_until(timeout, || self.real_server(vs, rs).health == state).unwrap_or_else(|| {
+                panic!(
+                    "{vs}/{rs} is not {state} after {timeout:?}: {:?}\n{}",
+                    self.real_server(vs, rs),
+                    self.log()
+                )
+            });
+        (took, self.real_server(vs, rs).reason)
+    }
+
+    pub fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, tandem_model::control::ClientError> {
+        block_on(self.client().post(path, body))
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(Proc::output).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.signal(libc::SIGTERM);
+            p.wait_timeout(Duration::from_secs(10));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(p) = self.proc.as_ref() {
+            p.signal(sig);
+        }
+    }
+}
+
+/// A test real server (`tandem-testserver`) in a lab host: its behaviour
+/// is the first line of its mode file.
+pub struct TestServer {
+    pub mode_file: PathBuf,
+    pub count_file: PathBuf,
+    proc: Proc,
+}
+
+impl TestServer {
+    /// `extra`: `--tls`, `--line`.
+    pub fn start(
+        lab: &Lab,
+        host: &Host,
+        listen: &[&str],
+        mode: &str,
+        extra: &[&str],
+    ) -> TestServer {
+        let dir = lab.dir().join(format!(
+            "server-{}-{}",
+            host.name,
+            listen[0].replace([':', '[', ']'], "_")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode_file = dir.join("mode");
+        let count_file = dir.join("count");
+        std::fs::write(&mode_file, mode).unwrap();
+        let bin = binary("tandem-testserver");
+        let mut args: Vec<String> = vec![bin.display().to_string()];
+        for l in listen {
+            args.push("--listen".into());
+            args.push(l.to_string());
+        }
+        args.extend([
+            "--mode-file".to_string(),
+            mode_file.display().to_string(),
+            "--count-file".into(),
+            count_file.display().to_string(),
+            "--name".into(),
+            host.name.clone(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut proc = lab.spawn(host, &format!("server-{}", listen[0]), &argv);
+        proc.wait_for_output("listening on", Duration::from_secs(10));
+        TestServer {
+            mode_file,
+            count_file,
+            proc,
+        }
+    }
+
+    pub fn set(&self, mode: &str) {
+        std::fs::write(&self.mode_file, mode).unwrap();
+    }
+
+    /// Connections it accepted.
+    pub fn connections(&self) -> u64 {
+        std::fs::read_to_string(&self.count_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn kill(&mut self) {
+        self.proc.signal(libc::SIGKILL);
+        self.proc.wait_timeout(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,86 @@
+//! healthd's control API: the routes, each a request to the event loop.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tandem_model::control::{EventLog, error_response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::daemon::{Command, Input};
+
+#[derive(Clone)]
+struct Api {
+    tx: mpsc::Sender<Input>,
+}
+
+impl Api {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Response> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || error_response(StatusCode::SERVICE_UNAVAILABLE, "healthd is shutting down");
+        self.tx
+            .send(Input::Command(make(tx)))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
+/// `GET /status`, `POST /reload`,
+/// `POST /virtual-servers/{vs}/real-servers/{rs}/drain` and `.../enable`,
+/// and the event routes.
+pub fn router(tx: mpsc::Sender<Input>, events: &EventLog) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/reload", post(reload))
+        .route("/virtual-servers/{vs}/real-servers/{rs}/drain", post(drain))
+        .route(
+            "/virtual-servers/{vs}/real-servers/{rs}/enable",
+            post(enable),
+        )
+        .with_state(Api { tx })
+        .merge(events.routes())
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    match api.ask(Command::Status).await {
+        Ok(s) => Json(s).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn reload(State(api): State<Api>) -> Response {
+    match api.ask(Command::Reload).await {
+        Ok(Ok(r)) => Json(r).into_response(),
+        Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(e)).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn set_drain(api: Api, vs: String, rs: String, on: bool) -> Response {
+    let asked = api
+        .ask(|reply| Command::Drain {
+            virtual_server: vs,
+            real_server: rs,
+            on,
+            reply,
+        })
+        .await;
+    match asked {
+        Ok(Ok(())) => Json(serde_json::json!({ "drained": on })).into_response(),
+        Ok(Err(e)) => error_response(StatusCode::NOT_FOUND, e),
+        Err(r) => r,
+    }
+}
+
+async fn drain(State(api): State<Api>, Path((vs, rs)): Path<(String, String)>) -> Response {
+    set_drain(api, vs, rs, true).await
+}
+
+async fn enable(State(api): State<Api>, Path((vs, rs)): Path<(String, String)>) -> Response {
+    set_drain(api, vs, rs, false).await
+}

@@ -1,0 +1,513 @@
+//! The daemon: one loop owns the engine; probes run as tasks and report
+//! back; a dedicated thread owns the IPVS netlink socket and reconciles
+//! the kernel's table to what the engine wants. healthd is the only
+//! writer of that table while it runs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipvsctl::reconcile::{Options as PlanOptions, plan};
+use ipvsctl::types::{ServiceKey, Table};
+use ipvsctl::{Dataplane, Kernel};
+use tandem_model::api::{
+    ApiError, DaemonInfo, DataplaneStatus, EventKind, HealthdStatus, ReloadResult, now_millis,
+};
+use tandem_model::config::{self, Config, ConfigError};
+use tandem_model::control::EventLog;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::engine::Engine;
+use crate::health::Outcome;
+use crate::probe::Prober;
+use crate::spec::ProbeSpec;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    pub socket_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub enum Command {
+    Status(oneshot::Sender<HealthdStatus>),
+    Reload(oneshot::Sender<Result<ReloadResult, ApiError>>),
+    Drain {
+        virtual_server: String,
+        real_server: String,
+        on: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+pub enum Signal {
+    Terminate,
+    Reload,
+}
+
+pub enum Input {
+    Probe { spec: Box<ProbeSpec>, outcome: Outcome },
+    Synced(Result<Synced, String>),
+    Command(Command),
+    Signal(Signal),
+}
+
+/// What a sync with the kernel found and did.
+pub struct Synced {
+    /// The kernel's table after the sync.
+    pub table: Table,
+    pub operations: usize,
+}
+
+/// A request to the IPVS thread: make the managed services look like
+/// `desired` (deleting managed services it lacks).
+struct SyncRequest {
+    desired: Table,
+    managed: BTreeSet<ServiceKey>,
+}
+
+/// Starts the thread that owns the netlink socket. It connects lazily
+/// and again after an error, so a kernel without IPVS is reported, not
+/// fatal: the checks go on.
+fn spawn_ipvs(tx: mpsc::Sender<Input>) -> std::sync::mpsc::Sender<SyncRequest> {
+    let (req_tx, req_rx) = std::sync::mpsc::channel::<SyncRequest>();
+    std::thread::Builder::new()
+        .name("ipvs".into())
+        .spawn(move || {
+            let mut kernel: Option<Kernel> = None;
+            while let Ok(mut req) = req_rx.recv() {
+                // Only the latest desired table matters.
+                while let Ok(newer) = req_rx.try_recv() {
+                    req = newer;
+                }
+                let result = sync_once(&mut kernel, &req);
+                if result.is_err() {
+                    kernel = None;
+                }
+                if tx.blocking_send(Input::Synced(result)).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("a thread");
+    req_tx
+}
+
+fn sync_once(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, String> {
+    if kernel.is_none() {
+        *kernel = Some(Kernel::connect().map_err(|e| e.to_string())?);
+    }
+    let k = kernel.as_mut().expect("connected");
+    let current = k.dump().map_err(|e| e.to_string())?;
+    // Only the services this configuration owns (or owned before a
+    // reload) are compared: another service in the table is someone
+    // else's and is left alone.
+    let managed = Table::new(
+        current
+            .services
+            .iter()
+            .filter(|s| req.managed.contains(&s.key))
+            .cloned()
+            .collect(),
+    );
+    let ops = plan(&req.desired, &managed, PlanOptions { prune: true });
+    if ops.is_empty() {
+        return Ok(Synced {
+            table: current,
+            operations: 0,
+        });
+    }
+    for op in &ops {
+        info!("ipvs: {op}");
+    }
+    k.apply(&ops).map_err(|e| e.to_string())?;
+    let table = k.dump().map_err(|e| e.to_string())?;
+    Ok(Synced {
+        table,
+        operations: ops.len(),
+    })
+}
+
+/// Operator drains, kept across restarts.
+fn state_file(dir: &Path) -> PathBuf {
+    dir.join("healthd-drains.json")
+}
+
+fn load_drains(dir: &Path) -> BTreeSet<String> {
+    let path = state_file(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => serde_json::from_str(&s).unwrap_or_else(|e| {
+            error!("{}: {e}; no real server is drained", path.display());
+            BTreeSet::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => {
+            error!("{}: {e}; no real server is drained", path.display());
+            BTreeSet::new()
+        }
+    }
+}
+
+/// Written to a temporary file and renamed: a crash never leaves half a
+/// file.
+fn save_drains(dir: &Path, drains: &BTreeSet<String>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = state_file(dir);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(drains).expect("strings serialize"),
+    )?;
+    std::fs::rename(&tmp, &path)
+}
+
+pub fn socket_path(opts: &Options, config: &Config) -> PathBuf {
+    opts.socket_dir
+        .clone()
+        .unwrap_or_else(|| config.node.socket_dir.clone())
+        .join("healthd.sock")
+}
+
+pub struct Daemon {
+    opts: Options,
+    config: Config,
+    info: DaemonInfo,
+    engine: Engine,
+    prober: Arc<Prober>,
+    events: EventLog,
+    tx: mpsc::Sender<Input>,
+    ipvs: std::sync::mpsc::Sender<SyncRequest>,
+    /// The kernel's table as last seen.
+    current: Table,
+    dataplane: DataplaneStatus,
+    /// Services owned before a reload removed them: deleted at the next
+    /// sync.
+    retired: BTreeSet<ServiceKey>,
+    sync_in_flight: bool,
+    sync_wanted: bool,
+    state_dir: PathBuf,
+}
+
+impl Daemon {
+    pub async fn new(opts: Options, tx: mpsc::Sender<Input>) -> Result<Daemon, DaemonError> {
+        let config = config::load(&opts.config)?;
+        let state_dir = opts
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.node.state_dir.clone());
+        let prober = Arc::new(Prober::new().map_err(|e| DaemonError::Setup(e.to_string()))?);
+        let ipvs = spawn_ipvs(tx.clone());
+        // The kernel's table before anything else: what is there and
+        // healthy is adopted, not removed and re-added.
+        let first = tokio::task::spawn_blocking(|| Kernel::connect().and_then(|mut k| k.table()))
+            .await
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        let (current, dataplane) = match first {
+            Ok(t) => (
+                t,
+                DataplaneStatus {
+                    ok: true,
+                    ..Default::default()
+                },
+            ),
+            Err(e) => {
+                warn!("IPVS: {e}; checking anyway, the table is programmed once IPVS answers");
+                (
+                    Table::default(),
+                    DataplaneStatus {
+                        ok: false,
+                        error: Some(e.to_string()),
+                        ..Default::default()
+                    },
+                )
+            }
+        };
+        let engine = Engine::new(
+            &config,
+            Instant::now(),
+            &current,
+            load_drains(&state_dir),
+            HashMap::new(),
+        )
+        .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        let node = config.node_name();
+        Ok(Daemon {
+            events: EventLog::new("healthd", &node, 5000),
+            info: DaemonInfo {
+                daemon: "healthd".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                node,
+                pid: std::process::id(),
+                started_at: now_millis(),
+                config_path: opts.config.display().to_string(),
+                config_loaded_at: now_millis(),
+            },
+            opts,
+            config,
+            engine,
+            prober,
+            tx,
+            ipvs,
+            current,
+            dataplane,
+            retired: BTreeSet::new(),
+            sync_in_flight: false,
+            sync_wanted: true,
+            state_dir,
+        })
+    }
+
+    pub fn events(&self) -> EventLog {
+        self.events.clone()
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        socket_path(&self.opts, &self.config)
+    }
+
+    fn request_sync(&mut self) {
+        if self.sync_in_flight {
+            self.sync_wanted = true;
+            return;
+        }
+        let now = Instant::now();
+        let desired = self.engine.desired(now, &self.current);
+        let mut managed = self.engine.keys().clone();
+        managed.extend(self.retired.iter().copied());
+        self.sync_in_flight = true;
+        self.sync_wanted = false;
+        let _ = self.ipvs.send(SyncRequest { desired, managed });
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<(), DaemonError> {
+        self.events.publish(EventKind::DaemonStarted {
+            version: self.info.version.clone(),
+        });
+        info!(probes = self.engine.probes(), "checking");
+        self.request_sync();
+        // The table is compared with the kernel's at least this often:
+        // stats for /status, servers leaving once idle, and a table
+        // someone else changed put right.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.engine.next_deadline();
+            let input = tokio::select! {
+                biased;
+                i = rx.recv() => i,
+                _ = sleep_until(deadline) => None,
+                _ = tick.tick() => {
+                    self.request_sync();
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            match input {
+                None => self.start_due(now),
+                Some(Input::Probe { spec, outcome }) => {
+                    let events = self.engine.record(now, &spec, outcome);
+                    if !events.is_empty() {
+                        self.publish(events);
+                        self.request_sync();
+                    }
+                    self.start_due(now);
+                }
+                Some(Input::Synced(r)) => self.synced(r),
+                Some(Input::Command(c)) => self.command(c),
+                Some(Input::Signal(Signal::Reload)) => {
+                    let (tx, _) = oneshot::channel();
+                    self.command(Command::Reload(tx));
+                }
+                Some(Input::Signal(Signal::Terminate)) => break,
+            }
+        }
+        // The table stays as it is: the next healthd adopts it, and
+        // traffic keeps flowing meanwhile.
+        self.events.publish(EventKind::DaemonStopping);
+        info!("stopped; the IPVS table is left as it is");
+        Ok(())
+    }
+
+    fn start_due(&mut self, now: Instant) {
+        for spec in self.engine.due(now) {
+            let prober = self.prober.clone();
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let outcome = prober.run(&spec).await;
+                let _ = tx.send(Input::Probe { spec: Box::new(spec), outcome }).await;
+            });
+        }
+    }
+
+    fn publish(&self, events: Vec<EventKind>) {
+        for e in events {
+            match &e {
+                EventKind::RealServerHealth {
+                    virtual_server,
+                    real_server,
+                    up,
+                    reason,
+                } => info!(
+                    virtual_server = %virtual_server,
+                    "real server {real_server} is {}: {reason}",
+                    if *up { "UP" } else { "DOWN" }
+                ),
+                EventKind::Quorum {
+                    virtual_server,
+                    met,
+                    up,
+                    quorum,
+                } => info!(
+                    virtual_server = %virtual_server,
+                    "quorum {}: {up} of {quorum} needed up",
+                    if *met { "met" } else { "lost" }
+                ),
+                _ => {}
+            }
+            self.events.publish(e);
+        }
+    }
+
+    fn synced(&mut self, r: Result<Synced, String>) {
+        self.sync_in_flight = false;
+        match r {
+            Ok(s) => {
+                if !self.dataplane.ok {
+                    info!("IPVS: table in sync");
+                }
+                self.current = s.table;
+                self.dataplane.ok = true;
+                self.dataplane.error = None;
+                self.dataplane.last_sync = Some(now_millis());
+                self.dataplane.operations += s.operations as u64;
+                self.retired.retain(|k| {
+                    self.current.service(k).is_some() && !self.engine.keys().contains(k)
+                });
+            }
+            Err(e) => {
+                if self.dataplane.error.as_deref() != Some(e.as_str()) {
+                    error!("IPVS: {e}");
+                }
+                self.dataplane.ok = false;
+                self.dataplane.error = Some(e);
+            }
+        }
+        if self.sync_wanted {
+            self.request_sync();
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Drain {
+                virtual_server,
+                real_server,
+                on,
+                reply,
+            } => {
+                let r = self.engine.set_drain(&virtual_server, &real_server, on);
+                match r {
+                    Ok(events) => {
+                        if let Err(e) = save_drains(&self.state_dir, self.engine.drains()) {
+                            error!(
+                                "cannot keep the drains in {}: {e}",
+                                self.state_dir.display()
+                            );
+                        }
+                        self.publish(events);
+                        self.request_sync();
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+        }
+    }
+
+    fn reload(&mut self) -> Result<ReloadResult, ApiError> {
+        let refuse = |error: String, diagnostics| ApiError { error, diagnostics };
+        let new = match config::load(&self.opts.config) {
+            Ok(c) => c,
+            Err(e) => {
+                let error = match &e {
+                    ConfigError::Invalid(d) => {
+                        format!(
+                            "{} error(s) in {}; running configuration kept",
+                            d.len(),
+                            self.opts.config.display()
+                        )
+                    }
+                    ConfigError::Io { .. } => format!("{e}; running configuration kept"),
+                };
+                warn!("reload refused: {e}");
+                self.events.publish(EventKind::ReloadRefused {
+                    error: error.clone(),
+                });
+                return Err(refuse(
+                    error,
+                    e.diagnostics().map(|d| d.0.clone()).unwrap_or_default(),
+                ));
+            }
+        };
+        let old_keys = self.engine.keys().clone();
+        match self.engine.reload(&new, Instant::now(), &self.current) {
+            Ok(changes) => {
+                self.retired
+                    .extend(old_keys.difference(self.engine.keys()).copied());
+                let unchanged = new
+                    .virtual_servers
+                    .len()
+                    .saturating_sub(changes.iter().filter(|c| !c.ends_with(": removed")).count());
+                self.config = new;
+                self.info.config_loaded_at = now_millis();
+                info!("reloaded: {} change(s)", changes.len());
+                self.events.publish(EventKind::Reloaded {
+                    changes: changes.clone(),
+                });
+                self.request_sync();
+                Ok(ReloadResult { changes, unchanged })
+            }
+            // Validation refuses what the conversion would; kept as the
+            // conversion's own guard.
+            Err(e) => Err(refuse(
+                format!("{e}; running configuration kept"),
+                Vec::new(),
+            )),
+        }
+    }
+
+    pub fn status(&self) -> HealthdStatus {
+        HealthdStatus {
+            daemon: self.info.clone(),
+            dataplane: self.dataplane.clone(),
+            virtual_servers: self
+                .engine
+                .status(Instant::now(), now_millis(), &self.current),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
