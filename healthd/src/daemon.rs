@@ -56,7 +56,10 @@ pub enum Signal {
 }
 
 pub enum Input {
-    Probe { spec: Box<ProbeSpec>, outcome: Outcome },
+    Probe {
+        spec: Box<ProbeSpec>,
+        outcome: Outcome,
+    },
     Synced(Result<Synced, String>),
     Command(Command),
     Signal(Signal),
@@ -196,6 +199,8 @@ pub struct Daemon {
     sync_in_flight: bool,
     sync_wanted: bool,
     state_dir: PathBuf,
+    /// An instant and its Unix time, for stable timestamps in the status.
+    anchor: (Instant, u64),
 }
 
 impl Daemon {
@@ -264,6 +269,7 @@ impl Daemon {
             sync_in_flight: false,
             sync_wanted: true,
             state_dir,
+            anchor: (Instant::now(), now_millis()),
         })
     }
 
@@ -344,7 +350,12 @@ impl Daemon {
             let tx = self.tx.clone();
             tokio::spawn(async move {
                 let outcome = prober.run(&spec).await;
-                let _ = tx.send(Input::Probe { spec: Box::new(spec), outcome }).await;
+                let _ = tx
+                    .send(Input::Probe {
+                        spec: Box::new(spec),
+                        outcome,
+                    })
+                    .await;
             });
         }
     }
@@ -500,7 +511,7 @@ impl Daemon {
             dataplane: self.dataplane.clone(),
             virtual_servers: self
                 .engine
-                .status(Instant::now(), now_millis(), &self.current),
+                .status(self.anchor, &self.current),
         }
     }
 }

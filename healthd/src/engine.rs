@@ -401,16 +401,17 @@ impl Engine {
             .collect()
     }
 
-    /// What `/status` shows of the virtual servers.
-    pub fn status(
-        &self,
-        now: Instant,
-        unix_now: u64,
-        current: &Table,
-    ) -> Vec<tandem_model::api::VirtualServerStatus> {
+    /// What `/status` shows of the virtual servers. `anchor` pairs an
+    /// instant with its Unix time, so an instant always converts to the
+    /// same millisecond.
+    pub fn status(&self, anchor: (Instant, u64), current: &Table) -> Vec<tandem_model::api::VirtualServerStatus> {
         use tandem_model::api::{CheckResult, RealServerStatus, VirtualServerStatus};
         let unix = |t: Instant| {
-            unix_now.saturating_sub(now.saturating_duration_since(t).as_millis() as u64)
+            if t >= anchor.0 {
+                anchor.1 + t.duration_since(anchor.0).as_millis() as u64
+            } else {
+                anchor.1.saturating_sub(anchor.0.duration_since(t).as_millis() as u64)
+            }
         };
         let stats = |s: &ipvsctl::types::Stats| tandem_model::api::IpvsStats {
             conns: s.conns,

@@ -74,9 +74,11 @@ impl Vrrpd {
     /// Writes `toml` as its configuration and starts it; returns once its
     /// control socket answers.
     pub fn start(lab: &Lab, host: &Host, toml: &str) -> Vrrpd {
-        let dir = lab.dir().join(format!("vrrpd-{}", host.name));
+        // One directory per node, shared with its healthd: vrrpd finds
+        // healthd's socket beside its own.
+        let dir = lab.dir().join(format!("node-{}", host.name));
         std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("tandem.toml");
+        let config = dir.join("vrrpd.toml");
         std::fs::write(
             &config,
             format!("[node]\nname = \"{}\"\n\n{toml}", host.name),
@@ -367,9 +369,9 @@ impl Healthd {
     /// Writes `toml` as its configuration and starts it; returns once its
     /// control socket answers. Its drains are kept in `dir/state`.
     pub fn start(lab: &Lab, host: &Host, toml: &str) -> Healthd {
-        let dir = lab.dir().join(format!("healthd-{}", host.name));
+        let dir = lab.dir().join(format!("node-{}", host.name));
         std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("tandem.toml");
+        let config = dir.join("healthd.toml");
         std::fs::write(
             &config,
             format!("[node]\nname = \"{}\"\n\n{toml}", host.name),

@@ -17,8 +17,11 @@ use std::sync::OnceLock;
 
 /// Path of one of the workspace's binaries (`tandem-vrrpd`, ...), built
 /// once per test process with the same profile as the test itself, so a
-/// test never runs a stale daemon. Inside a test VM ([`vm::inside`]) it
-/// only finds them: the test calls it outside before booting.
+/// test never runs a stale daemon. `scripts/test` builds them once before
+/// the run and sets `TANDEM_BINS_BUILT=1`, which skips the per-process
+/// build (nextest runs every test in its own process). Inside a test VM
+/// ([`vm::inside`]) it only finds them: the test calls it outside before
+/// booting.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("the test's own path");
@@ -32,6 +35,9 @@ pub fn binary(name: &str) -> PathBuf {
         if vm::inside() {
             // The VM shares the host's files: the test built them outside
             // before booting (and there is no cargo toolchain to spare).
+            return;
+        }
+        if std::env::var_os("TANDEM_BINS_BUILT").is_some() {
             return;
         }
         let release = dir.file_name().is_some_and(|n| n == "release");

@@ -83,6 +83,8 @@ pub enum Input {
         name: String,
         result: ScriptResult,
     },
+    /// Quorum verdicts of tracked virtual servers, from healthd.
+    Quorum(crate::healthd::Verdicts),
     File {
         path: PathBuf,
         value: TrackValue,
@@ -254,6 +256,16 @@ fn trackers(
             value(TrackKind::File, &name, read_track_file(&t.path)),
         ));
     }
+    for t in &cfg.track_virtual_servers {
+        // Until healthd says otherwise (or its grace runs out), quorum
+        // counts as met.
+        out.push(Tracker::new(
+            TrackKind::VirtualServer,
+            &t.name,
+            t.weight,
+            value(TrackKind::VirtualServer, &t.name, TrackValue::Ok),
+        ));
+    }
     for t in &cfg.track_scripts {
         let default_weight = config.track_script(&t.name).and_then(|s| s.weight);
         out.push(Tracker::new(
@@ -305,6 +317,7 @@ pub struct Daemon {
     na: HashMap<u32, Arc<Icmpv6Socket>>,
     scripts: HashMap<String, ScriptRt>,
     files_task: Option<JoinHandle<()>>,
+    healthd_task: Option<JoinHandle<()>>,
     nl: Netlink,
     events: EventLog,
     tx: mpsc::Sender<Input>,
@@ -352,6 +365,7 @@ impl Daemon {
             na: HashMap::new(),
             scripts: HashMap::new(),
             files_task: None,
+            healthd_task: None,
             nl,
             tx,
             unclaimed_drops: BTreeMap::new(),
@@ -361,16 +375,6 @@ impl Daemon {
             config,
         };
         d.build_node();
-        if !d.config.virtual_servers.is_empty()
-            && d.config
-                .vrrp_instances
-                .iter()
-                .any(|i| !i.track_virtual_servers.is_empty())
-        {
-            warn!(
-                "track_virtual_servers has no effect yet: healthd does not publish quorum in this build"
-            );
-        }
         Ok(d)
     }
 
@@ -756,6 +760,31 @@ impl Daemon {
                 },
             );
         }
+        // Quorum of tracked virtual servers, from healthd.
+        if let Some(t) = self.healthd_task.take() {
+            t.abort();
+        }
+        let mut tracked: Vec<String> = self
+            .config
+            .vrrp_instances
+            .iter()
+            .flat_map(|i| i.track_virtual_servers.iter().map(|t| t.name.clone()))
+            .collect();
+        tracked.sort();
+        tracked.dedup();
+        if !tracked.is_empty() {
+            let dir = self
+                .opts
+                .socket_dir
+                .clone()
+                .unwrap_or_else(|| self.config.node.socket_dir.clone());
+            self.healthd_task = Some(tokio::spawn(crate::healthd::watch(
+                dir.join("healthd.sock"),
+                tracked,
+                self.config.node.healthd_grace,
+                self.tx.clone(),
+            )));
+        }
         // Tracked files, polled once a second.
         if let Some(t) = self.files_task.take() {
             t.abort();
@@ -912,6 +941,18 @@ impl Daemon {
                 }
             }
             Input::Script { name, result } => self.on_script(&name, result, now),
+            Input::Quorum(verdicts) => {
+                let mut outs = Vec::new();
+                for (name, met) in verdicts {
+                    let v = if met {
+                        TrackValue::Ok
+                    } else {
+                        TrackValue::Failed
+                    };
+                    outs.extend(self.node.set_track(now, TrackKind::VirtualServer, &name, v));
+                }
+                outs
+            }
             Input::File { path, value } => {
                 self.node
                     .set_track(now, TrackKind::File, &path.display().to_string(), value)

@@ -5,13 +5,15 @@
 //! objects and priority), [`node`] (every instance of this node with its
 //! sync groups). The adapters around them: [`socket`] (raw sockets),
 //! [`timer`] (the loop's timerfd),
-//! [`netlink`] (links and addresses), [`daemon`] (the
+//! [`netlink`] (links and addresses), [`healthd`] (quorum from healthd),
+//! [`daemon`] (the
 //! event loop), [`control`] (the control API) and [`report`] (status for
 //! a terminal).
 
 pub mod control;
 pub mod daemon;
 pub mod fsm;
+pub mod healthd;
 pub mod netlink;
 pub mod node;
 pub mod packet;
