@@ -509,9 +509,7 @@ impl Daemon {
         HealthdStatus {
             daemon: self.info.clone(),
             dataplane: self.dataplane.clone(),
-            virtual_servers: self
-                .engine
-                .status(self.anchor, &self.current),
+            virtual_servers: self.engine.status(self.anchor, &self.current),
         }
     }
 }

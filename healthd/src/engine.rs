@@ -366,7 +366,17 @@ impl Engine {
                     continue;
                 };
                 let since = *rs.leaving_since.get_or_insert(now);
-                let conns = k.counters.active_conns + k.counters.inactive_conns;
+                // TCP (and SCTP) connections that are closing (FIN_WAIT,
+                // TIME_WAIT: "inactive") carry no more data; a UDP flow is
+                // always "inactive", so for UDP and fwmark services those
+                // count too.
+                let conns = match self.vss[v].key {
+                    ServiceKey::Addr {
+                        protocol: ipvsctl::types::Protocol::Tcp | ipvsctl::types::Protocol::Sctp,
+                        ..
+                    } => k.counters.active_conns,
+                    _ => k.counters.active_conns + k.counters.inactive_conns,
+                };
                 if conns > 0 && now.saturating_duration_since(since) < drain_timeout {
                     dest.settings.weight = 0;
                     svc.dests.push(dest);
@@ -404,13 +414,19 @@ impl Engine {
     /// What `/status` shows of the virtual servers. `anchor` pairs an
     /// instant with its Unix time, so an instant always converts to the
     /// same millisecond.
-    pub fn status(&self, anchor: (Instant, u64), current: &Table) -> Vec<tandem_model::api::VirtualServerStatus> {
+    pub fn status(
+        &self,
+        anchor: (Instant, u64),
+        current: &Table,
+    ) -> Vec<tandem_model::api::VirtualServerStatus> {
         use tandem_model::api::{CheckResult, RealServerStatus, VirtualServerStatus};
         let unix = |t: Instant| {
             if t >= anchor.0 {
                 anchor.1 + t.duration_since(anchor.0).as_millis() as u64
             } else {
-                anchor.1.saturating_sub(anchor.0.duration_since(t).as_millis() as u64)
+                anchor
+                    .1
+                    .saturating_sub(anchor.0.duration_since(t).as_millis() as u64)
             }
         };
         let stats = |s: &ipvsctl::types::Stats| tandem_model::api::IpvsStats {

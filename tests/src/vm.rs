@@ -558,7 +558,12 @@ impl Scenario {
         env.extend(self.env.clone());
         env.insert(IN_VM_ENV.into(), "1".into());
         env.insert(DIR_ENV.into(), dir.display().to_string());
-        for (k, v) in &env {
+        // A shell variable name is letters, digits and '_': cargo's
+        // CARGO_BIN_EXE_<bin-name> may hold a '-' and cannot be exported
+        // (the test reaches its binaries through `binary()` anyway).
+        let valid =
+            |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        for (k, v) in env.iter().filter(|(k, _)| valid(k)) {
             sh.push_str(&format!("export {k}={}\n", shell_quote(v)));
         }
         sh.push_str(&format!(
