@@ -263,7 +263,8 @@ pub fn encode_op(op: &Op) -> (u8, Vec<u8>) {
     (cmd, a.into_bytes())
 }
 
-/// The attributes of a destinations dump: which service.
+/// The attributes naming one service: for a destinations dump, or to
+/// get that service alone.
 pub fn dests_request(key: &ServiceKey) -> Vec<u8> {
     let mut a = Attrs::new();
     a.nested(CMD_ATTR_SERVICE, |n| put_service_key(n, key));

@@ -26,6 +26,9 @@ use crate::types::{Info, Service, ServiceKey, SyncDaemon, SyncRole, Table, Timeo
 const BATCH_BYTES: usize = 96 * 1024;
 /// Receive buffer asked for: room for a batch's worth of error messages.
 const RCVBUF: usize = 8 << 20;
+/// Receive buffer one error message may take: its skb's true size, with
+/// the extended ACK's text.
+const ERROR_TRUESIZE: usize = 2048;
 /// One datagram: dumps fill at most 32 KiB (`netlink_dump`).
 const RECV_LEN: usize = 64 * 1024;
 
@@ -52,6 +55,25 @@ pub struct Kernel {
     seq: u32,
     buf: Vec<u8>,
     counters: Counters,
+    /// Requests per batch: if all of them fail, their errors must fit the
+    /// receive buffer the kernel granted, or some would be lost.
+    batch_ops: usize,
+}
+
+fn get_int_opt(fd: libc::c_int, level: libc::c_int, opt: libc::c_int) -> Option<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into a live int.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(v)
 }
 
 fn set_int_opt(fd: libc::c_int, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
@@ -96,6 +118,9 @@ impl Kernel {
             seq: 0,
             buf: vec![0; RECV_LEN],
             counters: Counters::default(),
+            batch_ops: get_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)
+                .map_or(64, |b| b as usize / ERROR_TRUESIZE)
+                .clamp(16, 4096),
         };
         let seq = k.next_seq();
         let mut req = Vec::new();
@@ -248,6 +273,28 @@ impl Kernel {
         Ok(out)
     }
 
+    /// One service and its destinations; `None` when there is no such
+    /// service.
+    pub fn service(&mut self, key: &ServiceKey) -> Result<Option<Service>, Error> {
+        let attrs = codec::dests_request(key);
+        let found = match self.request_one(
+            cmd::GET_SERVICE,
+            NLM_F_ACK,
+            &attrs,
+            Request::GetService(*key),
+        ) {
+            Ok(found) => found,
+            Err(Error::Kernel(e)) if e.errno == libc::ESRCH => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(reply) = found else {
+            return Ok(None);
+        };
+        let mut svc = codec::decode_service(&reply)?;
+        self.fill_dests(&mut svc)?;
+        Ok(Some(svc))
+    }
+
     /// The destinations of one service, with its settings filled in.
     pub fn fill_dests(&mut self, svc: &mut Service) -> Result<(), Error> {
         let attrs = codec::dests_request(&svc.key);
@@ -371,7 +418,9 @@ impl Kernel {
             while end < ops.len() && buf.len() < BATCH_BYTES {
                 let (cmd, attrs) = codec::encode_op(&ops[end]);
                 let seq = self.next_seq();
-                let last = end + 1 == ops.len() || buf.len() + 512 >= BATCH_BYTES;
+                let last = end + 1 == ops.len()
+                    || buf.len() + 512 >= BATCH_BYTES
+                    || end + 1 - start >= self.batch_ops;
                 let flags = NLM_F_REQUEST | if last { NLM_F_ACK } else { 0 };
                 netlink::put_request(
                     &mut buf,
