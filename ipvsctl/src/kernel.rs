@@ -233,7 +233,10 @@ impl Kernel {
             codec::FAMILY_VERSION,
             attrs,
         );
-        if flags & NLM_F_DUMP == NLM_F_DUMP || matches!(cmd, cmd::GET_INFO | cmd::GET_CONFIG) {
+        if matches!(
+            cmd,
+            cmd::GET_SERVICE | cmd::GET_DEST | cmd::GET_DAEMON | cmd::GET_CONFIG | cmd::GET_INFO
+        ) {
             self.counters.reads += 1;
         } else {
             self.counters.changes += 1;
