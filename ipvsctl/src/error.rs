@@ -183,8 +183,7 @@ pub fn explain(request: &Request, errno: i32) -> String {
         (Request::ResolveFamily, libc::ENOENT) => {
             "this kernel has no IPVS: load the ip_vs module (modprobe ip_vs)".to_string()
         }
-        (Request::Op(Op::AddService { key, settings }), libc::EEXIST) => {
-            let _ = settings;
+        (Request::Op(Op::AddService { key, .. }), libc::EEXIST) => {
             format!("service {key} already exists ({name}); change it instead of adding it")
         }
         (Request::Op(Op::AddService { settings, .. }), libc::ENOENT) => {

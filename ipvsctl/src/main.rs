@@ -349,10 +349,13 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 if json {
                     serde_json::to_writer_pretty(&mut out, &daemons)?;
                     writeln!(out)?;
-                } else if daemons.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if daemons.is_empty() {
                     writeln!(out, "no sync daemon is running")?;
                 }
-                for d in daemons.iter().filter(|_| !json) {
+                // As ipvsadm -L --daemon prints them.
+                for d in &daemons {
                     write!(
                         out,
                         "{} sync daemon (mcast={}, syncid={}",
