@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::netlink::{
-    Attrs, iter_attrs, read_be16, read_counter, read_string, read_u8, read_u16, read_u32,
+    Attrs, attrs, read_be16, read_counter, read_string, read_u8, read_u16, read_u32,
 };
 use crate::reconcile::Op;
 use crate::types::{
@@ -263,7 +263,8 @@ pub fn encode_op(op: &Op) -> (u8, Vec<u8>) {
     (cmd, a.into_bytes())
 }
 
-/// The attributes of a destinations dump: which service.
+/// The attributes naming one service: for a destinations dump, or to
+/// get that service alone.
 pub fn dests_request(key: &ServiceKey) -> Vec<u8> {
     let mut a = Attrs::new();
     a.nested(CMD_ATTR_SERVICE, |n| put_service_key(n, key));
@@ -334,17 +335,20 @@ pub fn daemon_stop_request(role: SyncRole) -> Vec<u8> {
 }
 
 /// The nested attribute `kind` among a message's attributes.
-fn nested(attrs: &[u8], kind: u16) -> Result<&[u8], CodecError> {
-    iter_attrs(attrs)?
-        .into_iter()
-        .find(|(k, _)| *k == kind)
-        .map(|(_, v)| v)
-        .ok_or_else(|| CodecError::new(format!("reply without attribute {kind}")))
+fn nested(buf: &[u8], kind: u16) -> Result<&[u8], CodecError> {
+    for a in attrs(buf) {
+        let (k, v) = a?;
+        if k == kind {
+            return Ok(v);
+        }
+    }
+    Err(CodecError::new(format!("reply without attribute {kind}")))
 }
 
 fn decode_stats(v: &[u8]) -> Result<Stats, CodecError> {
     let mut s = Stats::default();
-    for (kind, value) in iter_attrs(v)? {
+    for a in attrs(v) {
+        let (kind, value) = a?;
         let field = match kind {
             1 => &mut s.conns,
             2 => &mut s.inpkts,
@@ -365,8 +369,8 @@ fn decode_stats(v: &[u8]) -> Result<Stats, CodecError> {
 
 /// A service from a `GET_SERVICE` reply (its destinations come from a
 /// separate dump).
-pub fn decode_service(attrs: &[u8]) -> Result<Service, CodecError> {
-    let svc = nested(attrs, CMD_ATTR_SERVICE)?;
+pub fn decode_service(reply: &[u8]) -> Result<Service, CodecError> {
+    let svc = nested(reply, CMD_ATTR_SERVICE)?;
     let mut af = None;
     let mut protocol = None;
     let mut addr = None;
@@ -379,7 +383,8 @@ pub fn decode_service(attrs: &[u8]) -> Result<Service, CodecError> {
     let mut netmask = None;
     let mut stats = None;
     let mut stats64 = None;
-    for (kind, v) in iter_attrs(svc)? {
+    for a in attrs(svc) {
+        let (kind, v) = a?;
         match kind {
             SVC_AF => af = Some(read_u16(v)?),
             SVC_PROTOCOL => protocol = Some(read_u16(v)?),
@@ -391,8 +396,8 @@ pub fn decode_service(attrs: &[u8]) -> Result<Service, CodecError> {
             SVC_FLAGS => flags = read_u32(v.get(..4).unwrap_or(v))?,
             SVC_TIMEOUT => timeout = read_u32(v)?,
             SVC_NETMASK => netmask = Some(v),
-            SVC_STATS => stats = Some(decode_stats(v)?),
-            SVC_STATS64 => stats64 = Some(decode_stats(v)?),
+            SVC_STATS => stats = Some(v),
+            SVC_STATS64 => stats64 = Some(v),
             _ => {}
         }
     }
@@ -430,15 +435,20 @@ pub fn decode_service(attrs: &[u8]) -> Result<Service, CodecError> {
     Ok(Service {
         key,
         settings,
-        stats: stats64.or(stats).unwrap_or_default(),
+        // Kernels since 4.1 send both; the 64-bit counters do not wrap.
+        stats: stats64
+            .or(stats)
+            .map(decode_stats)
+            .transpose()?
+            .unwrap_or_default(),
         dests: Vec::new(),
     })
 }
 
 /// A destination from a `GET_DEST` reply; `family` is its service's, for
 /// kernels older than `IPVS_DEST_ATTR_ADDR_FAMILY` (Linux 3.18).
-pub fn decode_dest(attrs: &[u8], family: Family) -> Result<Dest, CodecError> {
-    let d = nested(attrs, CMD_ATTR_DEST)?;
+pub fn decode_dest(reply: &[u8], family: Family) -> Result<Dest, CodecError> {
+    let d = nested(reply, CMD_ATTR_DEST)?;
     let mut addr = None;
     let mut port = None;
     let mut af = None;
@@ -446,7 +456,8 @@ pub fn decode_dest(attrs: &[u8], family: Family) -> Result<Dest, CodecError> {
     let mut counters = DestCounters::default();
     let mut stats = None;
     let mut stats64 = None;
-    for (kind, v) in iter_attrs(d)? {
+    for a in attrs(d) {
+        let (kind, v) = a?;
         match kind {
             DEST_ADDR => addr = Some(v),
             DEST_PORT => port = Some(read_be16(v)?),
@@ -462,8 +473,8 @@ pub fn decode_dest(attrs: &[u8], family: Family) -> Result<Dest, CodecError> {
             DEST_ACTIVE_CONNS => counters.active_conns = read_u32(v)?,
             DEST_INACT_CONNS => counters.inactive_conns = read_u32(v)?,
             DEST_PERSIST_CONNS => counters.persistent_conns = read_u32(v)?,
-            DEST_STATS => stats = Some(decode_stats(v)?),
-            DEST_STATS64 => stats64 = Some(decode_stats(v)?),
+            DEST_STATS => stats = Some(v),
+            DEST_STATS64 => stats64 = Some(v),
             DEST_TUN_TYPE => {
                 let t = read_u8(v)?;
                 settings.tunnel.kind = TunnelType::from_code(t)
@@ -482,7 +493,11 @@ pub fn decode_dest(attrs: &[u8], family: Family) -> Result<Dest, CodecError> {
     };
     let addr = addr.ok_or_else(|| CodecError::new("destination without address"))?;
     let port = port.ok_or_else(|| CodecError::new("destination without port"))?;
-    counters.stats = stats64.or(stats).unwrap_or_default();
+    counters.stats = stats64
+        .or(stats)
+        .map(decode_stats)
+        .transpose()?
+        .unwrap_or_default();
     // Tunnel parameters mean nothing without tunnel forwarding, and a
     // kernel before 5.3 reports none: keep the default then.
     if settings.forwarding != Forwarding::Tunnel {
@@ -495,12 +510,13 @@ pub fn decode_dest(attrs: &[u8], family: Family) -> Result<Dest, CodecError> {
     })
 }
 
-pub fn decode_info(attrs: &[u8]) -> Result<Info, CodecError> {
+pub fn decode_info(reply: &[u8]) -> Result<Info, CodecError> {
     let mut info = Info {
         version: 0,
         conn_table_size: 0,
     };
-    for (kind, v) in iter_attrs(attrs)? {
+    for a in attrs(reply) {
+        let (kind, v) = a?;
         match kind {
             INFO_VERSION => info.version = read_u32(v)?,
             INFO_CONN_TAB_SIZE => info.conn_table_size = read_u32(v)?,
@@ -510,9 +526,10 @@ pub fn decode_info(attrs: &[u8]) -> Result<Info, CodecError> {
     Ok(info)
 }
 
-pub fn decode_timeouts(attrs: &[u8]) -> Result<Timeouts, CodecError> {
+pub fn decode_timeouts(reply: &[u8]) -> Result<Timeouts, CodecError> {
     let mut t = Timeouts::default();
-    for (kind, v) in iter_attrs(attrs)? {
+    for a in attrs(reply) {
+        let (kind, v) = a?;
         match kind {
             CMD_ATTR_TIMEOUT_TCP => t.tcp = Some(read_u32(v)?),
             CMD_ATTR_TIMEOUT_TCP_FIN => t.tcp_fin = Some(read_u32(v)?),
@@ -523,8 +540,8 @@ pub fn decode_timeouts(attrs: &[u8]) -> Result<Timeouts, CodecError> {
     Ok(t)
 }
 
-pub fn decode_daemon(attrs: &[u8]) -> Result<SyncDaemon, CodecError> {
-    let d = nested(attrs, CMD_ATTR_DAEMON)?;
+pub fn decode_daemon(reply: &[u8]) -> Result<SyncDaemon, CodecError> {
+    let d = nested(reply, CMD_ATTR_DAEMON)?;
     let mut role = None;
     let mut interface = String::new();
     let mut out = SyncDaemon {
@@ -536,7 +553,8 @@ pub fn decode_daemon(attrs: &[u8]) -> Result<SyncDaemon, CodecError> {
         port: None,
         ttl: None,
     };
-    for (kind, v) in iter_attrs(d)? {
+    for a in attrs(d) {
+        let (kind, v) = a?;
         match kind {
             DAEMON_STATE => role = SyncRole::from_state(read_u32(v)?),
             DAEMON_MCAST_IFN => interface = read_string(v),
@@ -559,7 +577,7 @@ pub fn decode_daemon(attrs: &[u8]) -> Result<SyncDaemon, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::Attrs;
+    use crate::netlink::{Attrs, iter_attrs};
 
     fn key() -> ServiceKey {
         ServiceKey::Addr {

@@ -20,6 +20,7 @@ pub enum Request {
     ResolveFamily,
     Op(Op),
     ListServices,
+    GetService(ServiceKey),
     ListDests(ServiceKey),
     Info,
     GetTimeouts,
@@ -37,6 +38,7 @@ impl fmt::Display for Request {
             Request::ResolveFamily => write!(f, "looking up the IPVS netlink family"),
             Request::Op(op) => write!(f, "{op}"),
             Request::ListServices => write!(f, "listing services"),
+            Request::GetService(k) => write!(f, "reading service {k}"),
             Request::ListDests(k) => write!(f, "listing the real servers of {k}"),
             Request::Info => write!(f, "reading IPVS information"),
             Request::GetTimeouts => write!(f, "reading timeouts"),
@@ -181,8 +183,7 @@ pub fn explain(request: &Request, errno: i32) -> String {
         (Request::ResolveFamily, libc::ENOENT) => {
             "this kernel has no IPVS: load the ip_vs module (modprobe ip_vs)".to_string()
         }
-        (Request::Op(Op::AddService { key, settings }), libc::EEXIST) => {
-            let _ = settings;
+        (Request::Op(Op::AddService { key, .. }), libc::EEXIST) => {
             format!("service {key} already exists ({name}); change it instead of adding it")
         }
         (Request::Op(Op::AddService { settings, .. }), libc::ENOENT) => {
@@ -205,7 +206,10 @@ pub fn explain(request: &Request, errno: i32) -> String {
         (Request::Op(op), libc::ESRCH) => {
             format!("there is no service {} ({name})", op.service())
         }
-        (Request::ListDests(key) | Request::Zero(Some(key)), libc::ESRCH) => {
+        (
+            Request::GetService(key) | Request::ListDests(key) | Request::Zero(Some(key)),
+            libc::ESRCH,
+        ) => {
             format!("there is no service {key} ({name})")
         }
         (Request::Op(Op::AddDest { service, addr, .. }), libc::EEXIST) => format!(

@@ -26,6 +26,9 @@ use crate::types::{Info, Service, ServiceKey, SyncDaemon, SyncRole, Table, Timeo
 const BATCH_BYTES: usize = 96 * 1024;
 /// Receive buffer asked for: room for a batch's worth of error messages.
 const RCVBUF: usize = 8 << 20;
+/// Receive buffer one error message may take: its skb's true size, with
+/// the extended ACK's text.
+const ERROR_TRUESIZE: usize = 2048;
 /// One datagram: dumps fill at most 32 KiB (`netlink_dump`).
 const RECV_LEN: usize = 64 * 1024;
 
@@ -52,6 +55,25 @@ pub struct Kernel {
     seq: u32,
     buf: Vec<u8>,
     counters: Counters,
+    /// Requests per batch: if all of them fail, their errors must fit the
+    /// receive buffer the kernel granted, or some would be lost.
+    batch_ops: usize,
+}
+
+fn get_int_opt(fd: libc::c_int, level: libc::c_int, opt: libc::c_int) -> Option<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into a live int.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(v)
 }
 
 fn set_int_opt(fd: libc::c_int, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
@@ -96,19 +118,24 @@ impl Kernel {
             seq: 0,
             buf: vec![0; RECV_LEN],
             counters: Counters::default(),
+            batch_ops: get_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)
+                .map_or(64, |b| b as usize / ERROR_TRUESIZE)
+                .clamp(16, 4096),
         };
         let seq = k.next_seq();
         let mut req = Vec::new();
         netlink::get_family_request(&mut req, seq, codec::FAMILY_NAME, NLM_F_REQUEST | NLM_F_ACK);
-        let replies = k.exchange(&req, seq, &Request::ResolveFamily);
-        let replies = match replies {
+        let mut family = None;
+        let resolved = k.exchange(&req, seq, &Request::ResolveFamily, &mut |a| {
+            family = Some(netlink::family_id(a)?);
+            Ok(())
+        });
+        match resolved {
             Err(Error::Kernel(e)) if e.errno == libc::ENOENT => return Err(Error::NoIpvs),
             r => r?,
-        };
-        let attrs = replies
-            .first()
-            .ok_or_else(|| codec::CodecError::new("nlctrl gave no answer for IPVS"))?;
-        k.family = netlink::family_id(&attrs.1)?;
+        }
+        k.family =
+            family.ok_or_else(|| codec::CodecError::new("nlctrl gave no answer for IPVS"))?;
         k.counters = Counters::default();
         Ok(k)
     }
@@ -155,41 +182,34 @@ impl Kernel {
         }
     }
 
-    /// Sends one request (already framed, sequence `seq`) and collects its
-    /// data messages until the ACK or the end of the dump.
+    /// Sends one request (already framed, sequence `seq`) and hands each
+    /// of its data messages to `on_data`, straight from the receive buffer,
+    /// until the ACK or the end of the dump.
     fn exchange(
         &mut self,
         req: &[u8],
         seq: u32,
         what: &Request,
-    ) -> Result<Vec<(u8, Vec<u8>)>, Error> {
+        on_data: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         self.send(req)?;
-        let mut out = Vec::new();
         loop {
             let n = self.recv()?;
-            let buf = std::mem::take(&mut self.buf);
-            let result = (|| {
-                for msg in netlink::messages(&buf[..n])? {
-                    if msg.seq != seq {
-                        continue; // a late answer to an earlier request
-                    }
-                    match netlink::classify(&msg)? {
-                        Reply::Data { cmd, attrs } => out.push((cmd, attrs.to_vec())),
-                        Reply::Done | Reply::Ack => return Ok(true),
-                        Reply::Error { errno, message } => {
-                            return Err(Error::Kernel(Box::new(KernelError {
-                                request: what.clone(),
-                                errno,
-                                detail: message,
-                            })));
-                        }
+            for msg in netlink::messages(&self.buf[..n])? {
+                if msg.seq != seq {
+                    continue; // a late answer to an earlier request
+                }
+                match netlink::classify(&msg)? {
+                    Reply::Data { attrs, .. } => on_data(attrs)?,
+                    Reply::Done | Reply::Ack => return Ok(()),
+                    Reply::Error { errno, message } => {
+                        return Err(Error::Kernel(Box::new(KernelError {
+                            request: what.clone(),
+                            errno,
+                            detail: message,
+                        })));
                     }
                 }
-                Ok(false)
-            })();
-            self.buf = buf;
-            if result? {
-                return Ok(out);
             }
         }
     }
@@ -200,7 +220,8 @@ impl Kernel {
         flags: u16,
         attrs: &[u8],
         what: Request,
-    ) -> Result<Vec<Vec<u8>>, Error> {
+        on_data: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let seq = self.next_seq();
         let mut req = Vec::new();
         netlink::put_request(
@@ -212,40 +233,87 @@ impl Kernel {
             codec::FAMILY_VERSION,
             attrs,
         );
-        if flags & NLM_F_DUMP == NLM_F_DUMP || matches!(cmd, cmd::GET_INFO | cmd::GET_CONFIG) {
+        if matches!(
+            cmd,
+            cmd::GET_SERVICE | cmd::GET_DEST | cmd::GET_DAEMON | cmd::GET_CONFIG | cmd::GET_INFO
+        ) {
             self.counters.reads += 1;
         } else {
             self.counters.changes += 1;
         }
-        Ok(self
-            .exchange(&req, seq, &what)?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect())
+        self.exchange(&req, seq, &what, on_data)
+    }
+
+    /// A request whose answer, if any, is one message.
+    fn request_one(
+        &mut self,
+        cmd: u8,
+        flags: u16,
+        attrs: &[u8],
+        what: Request,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let mut answer = None;
+        self.request(cmd, flags, attrs, what, &mut |a| {
+            answer.get_or_insert_with(|| a.to_vec());
+            Ok(())
+        })?;
+        Ok(answer)
     }
 
     /// The services, without their destinations.
     pub fn services(&mut self) -> Result<Vec<Service>, Error> {
-        let replies = self.request(cmd::GET_SERVICE, NLM_F_DUMP, &[], Request::ListServices)?;
-        replies
-            .iter()
-            .map(|a| codec::decode_service(a).map_err(Error::from))
-            .collect()
+        let mut out = Vec::new();
+        self.request(
+            cmd::GET_SERVICE,
+            NLM_F_DUMP,
+            &[],
+            Request::ListServices,
+            &mut |a| {
+                out.push(codec::decode_service(a)?);
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// One service and its destinations; `None` when there is no such
+    /// service.
+    pub fn service(&mut self, key: &ServiceKey) -> Result<Option<Service>, Error> {
+        let attrs = codec::dests_request(key);
+        let found = match self.request_one(
+            cmd::GET_SERVICE,
+            NLM_F_ACK,
+            &attrs,
+            Request::GetService(*key),
+        ) {
+            Ok(found) => found,
+            Err(Error::Kernel(e)) if e.errno == libc::ESRCH => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(reply) = found else {
+            return Ok(None);
+        };
+        let mut svc = codec::decode_service(&reply)?;
+        self.fill_dests(&mut svc)?;
+        Ok(Some(svc))
     }
 
     /// The destinations of one service, with its settings filled in.
     pub fn fill_dests(&mut self, svc: &mut Service) -> Result<(), Error> {
         let attrs = codec::dests_request(&svc.key);
-        let replies = self.request(
+        let family = svc.key.family();
+        let mut dests = Vec::new();
+        self.request(
             cmd::GET_DEST,
             NLM_F_DUMP,
             &attrs,
             Request::ListDests(svc.key),
+            &mut |a| {
+                dests.push(codec::decode_dest(a, family)?);
+                Ok(())
+            },
         )?;
-        svc.dests = replies
-            .iter()
-            .map(|a| codec::decode_dest(a, svc.key.family()))
-            .collect::<Result<_, _>>()?;
+        svc.dests = dests;
         svc.sort();
         Ok(())
     }
@@ -268,52 +336,56 @@ impl Kernel {
 
     /// Version and connection table size.
     pub fn info(&mut self) -> Result<Info, Error> {
-        let r = self.request(cmd::GET_INFO, NLM_F_ACK, &[], Request::Info)?;
-        let attrs = r
-            .first()
-            .ok_or_else(|| codec::CodecError::new("no answer to GET_INFO"))?;
-        Ok(codec::decode_info(attrs)?)
+        let r = self.request_one(cmd::GET_INFO, NLM_F_ACK, &[], Request::Info)?;
+        let attrs = r.ok_or_else(|| codec::CodecError::new("no answer to GET_INFO"))?;
+        Ok(codec::decode_info(&attrs)?)
     }
 
     pub fn timeouts(&mut self) -> Result<Timeouts, Error> {
-        let r = self.request(cmd::GET_CONFIG, NLM_F_ACK, &[], Request::GetTimeouts)?;
-        let attrs = r
-            .first()
-            .ok_or_else(|| codec::CodecError::new("no answer to GET_CONFIG"))?;
-        Ok(codec::decode_timeouts(attrs)?)
+        let r = self.request_one(cmd::GET_CONFIG, NLM_F_ACK, &[], Request::GetTimeouts)?;
+        let attrs = r.ok_or_else(|| codec::CodecError::new("no answer to GET_CONFIG"))?;
+        Ok(codec::decode_timeouts(&attrs)?)
     }
 
     /// Sets the timeouts given; the others stay.
     pub fn set_timeouts(&mut self, t: &Timeouts) -> Result<(), Error> {
         let attrs = codec::timeouts_request(t);
-        self.request(cmd::SET_CONFIG, NLM_F_ACK, &attrs, Request::SetTimeouts)?;
+        self.request_one(cmd::SET_CONFIG, NLM_F_ACK, &attrs, Request::SetTimeouts)?;
         Ok(())
     }
 
     /// Zeroes the counters of one service, or of all.
     pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), Error> {
         let attrs = codec::zero_request(key);
-        self.request(cmd::ZERO, NLM_F_ACK, &attrs, Request::Zero(key.copied()))?;
+        self.request_one(cmd::ZERO, NLM_F_ACK, &attrs, Request::Zero(key.copied()))?;
         Ok(())
     }
 
     /// Deletes every service.
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.request(cmd::FLUSH, NLM_F_ACK, &[], Request::Flush)?;
+        self.request_one(cmd::FLUSH, NLM_F_ACK, &[], Request::Flush)?;
         Ok(())
     }
 
     /// The running sync daemons.
     pub fn daemons(&mut self) -> Result<Vec<SyncDaemon>, Error> {
-        let r = self.request(cmd::GET_DAEMON, NLM_F_DUMP, &[], Request::ListDaemons)?;
-        r.iter()
-            .map(|a| codec::decode_daemon(a).map_err(Error::from))
-            .collect()
+        let mut out = Vec::new();
+        self.request(
+            cmd::GET_DAEMON,
+            NLM_F_DUMP,
+            &[],
+            Request::ListDaemons,
+            &mut |a| {
+                out.push(codec::decode_daemon(a)?);
+                Ok(())
+            },
+        )?;
+        Ok(out)
     }
 
     pub fn start_daemon(&mut self, d: &SyncDaemon) -> Result<(), Error> {
         let attrs = codec::daemon_start_request(d);
-        self.request(
+        self.request_one(
             cmd::NEW_DAEMON,
             NLM_F_ACK,
             &attrs,
@@ -327,7 +399,7 @@ impl Kernel {
 
     pub fn stop_daemon(&mut self, role: SyncRole) -> Result<(), Error> {
         let attrs = codec::daemon_stop_request(role);
-        self.request(
+        self.request_one(
             cmd::DEL_DAEMON,
             NLM_F_ACK,
             &attrs,
@@ -349,7 +421,9 @@ impl Kernel {
             while end < ops.len() && buf.len() < BATCH_BYTES {
                 let (cmd, attrs) = codec::encode_op(&ops[end]);
                 let seq = self.next_seq();
-                let last = end + 1 == ops.len() || buf.len() + 512 >= BATCH_BYTES;
+                let last = end + 1 == ops.len()
+                    || buf.len() + 512 >= BATCH_BYTES
+                    || end + 1 - start >= self.batch_ops;
                 let flags = NLM_F_REQUEST | if last { NLM_F_ACK } else { 0 };
                 netlink::put_request(
                     &mut buf,

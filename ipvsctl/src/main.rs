@@ -29,7 +29,7 @@ Examples:
 
 Services are written tcp:ADDR:PORT, udp:ADDR:PORT, sctp:ADDR:PORT, fwmark:MARK
 or fwmark:MARK:ipv6 (IPv6 addresses in brackets: tcp:[2001:db8::1]:443).
-Changing IPVS needs CAP_NET_ADMIN.";
+IPVS answers only with CAP_NET_ADMIN (run as root), even to reads.";
 
 /// Kernel IPVS over generic netlink: list, apply, diff, save and restore.
 #[derive(Parser)]
@@ -181,9 +181,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn desired_table(path: &Path) -> Result<ipvsctl::Table> {
-    let config = tandem_model::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(desired::table(&config)?)
+fn load(path: &Path) -> Result<tandem_model::config::Config> {
+    tandem_model::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// At run time healthd is the one writer of the IPVS table: it puts back
+/// what it wants at its next sync, whatever was changed here. Say so
+/// when it answers on its control socket.
+fn warn_if_healthd_owns_the_table(socket_dir: &Path) {
+    let socket = socket_dir.join("healthd.sock");
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        eprintln!(
+            "ipvsctl: warning: tandem-healthd is running ({}) and owns the IPVS table: \
+             it will undo changes made here at its next sync",
+            socket.display()
+        );
+    }
 }
 
 fn run(cmd: Cmd) -> Result<ExitCode> {
@@ -198,10 +211,20 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
     }
     // Read the configuration before touching the kernel: a refused file
     // should say so whatever the kernel has.
-    let desired = match &cmd {
-        Cmd::Apply { config, .. } | Cmd::Diff { config, .. } => Some(desired_table(config)?),
+    let config = match &cmd {
+        Cmd::Apply { config, .. } | Cmd::Diff { config, .. } => Some(load(config)?),
         _ => None,
     };
+    let desired = config.as_ref().map(desired::table).transpose()?;
+    match (&cmd, &config) {
+        (Cmd::Apply { dry_run: false, .. }, Some(c)) => {
+            warn_if_healthd_owns_the_table(&c.node.socket_dir)
+        }
+        (Cmd::Restore | Cmd::Flush, _) => {
+            warn_if_healthd_owns_the_table(Path::new(tandem_model::config::DEFAULT_SOCKET_DIR))
+        }
+        _ => {}
+    }
     let rules = match &cmd {
         Cmd::Restore => {
             let mut text = String::new();
@@ -326,10 +349,13 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 if json {
                     serde_json::to_writer_pretty(&mut out, &daemons)?;
                     writeln!(out)?;
-                } else if daemons.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if daemons.is_empty() {
                     writeln!(out, "no sync daemon is running")?;
                 }
-                for d in daemons.iter().filter(|_| !json) {
+                // As ipvsadm -L --daemon prints them.
+                for d in &daemons {
                     write!(
                         out,
                         "{} sync daemon (mcast={}, syncid={}",

@@ -232,18 +232,47 @@ pub fn classify<'a>(msg: &Message<'a>) -> Result<Reply<'a>, CodecError> {
     }
 }
 
-/// The attributes of a buffer as `(type, value)`, the nested flag masked.
-pub fn iter_attrs(buf: &[u8]) -> Result<Vec<(u16, &[u8])>, CodecError> {
-    let mut out = Vec::new();
-    for nla in netlink_packet_core::NlasIterator::new(buf) {
-        let nla = nla.map_err(|e| CodecError::new(format!("bad attribute: {e}")))?;
-        let kind = nla.kind() & netlink_packet_core::NLA_TYPE_MASK;
-        let len = nla.length() as usize;
-        // `new_checked` proved 4 <= len <= the buffer's length.
-        let whole: &[u8] = nla.into_inner();
-        out.push((kind, &whole[4..len]));
+/// The attributes of a buffer as `(type, value)`, the nested flag masked,
+/// without allocating: dumps of thousands of entries are decoded through
+/// this.
+pub fn attrs(buf: &[u8]) -> AttrIter<'_> {
+    AttrIter { rest: buf }
+}
+
+/// See [`attrs`].
+pub struct AttrIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for AttrIter<'a> {
+    type Item = Result<(u16, &'a [u8]), CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest;
+        if rest.is_empty() {
+            return None;
+        }
+        // struct nlattr { __u16 nla_len; __u16 nla_type; }
+        let len = match rest.get(..4) {
+            Some(h) => u16::from_ne_bytes([h[0], h[1]]) as usize,
+            None => 0,
+        };
+        if len < 4 || len > rest.len() {
+            self.rest = &[];
+            return Some(Err(CodecError::new(format!(
+                "attribute of length {len} in {} bytes",
+                rest.len()
+            ))));
+        }
+        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & netlink_packet_core::NLA_TYPE_MASK;
+        self.rest = &rest[align4(len).min(rest.len())..];
+        Some(Ok((kind, &rest[4..len])))
     }
-    Ok(out)
+}
+
+/// All attributes of a buffer at once.
+pub fn iter_attrs(buf: &[u8]) -> Result<Vec<(u16, &[u8])>, CodecError> {
+    attrs(buf).collect()
 }
 
 pub fn read_u8(v: &[u8]) -> Result<u8, CodecError> {

@@ -18,7 +18,7 @@
 //!   `prune` is set: another tool (or person) may own them.
 //! - Planning against the result of applying a plan gives nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -138,9 +138,9 @@ pub fn plan(desired: &Table, current: &Table, options: Options) -> Vec<Op> {
             .map(|o| o.dests.iter().map(|d| (d.addr, &d.settings)).collect())
             .unwrap_or_default();
         let mut edits = Vec::new();
-        let mut wanted = BTreeMap::new();
+        let mut wanted = BTreeSet::new();
         for d in &svc.dests {
-            wanted.insert(d.addr, ());
+            wanted.insert(d.addr);
             match old_dests.get(&d.addr) {
                 None => ops.push(Op::AddDest {
                     service: *key,
@@ -156,7 +156,7 @@ pub fn plan(desired: &Table, current: &Table, options: Options) -> Vec<Op> {
             }
         }
         ops.extend(edits);
-        for addr in old_dests.keys().filter(|a| !wanted.contains_key(a)) {
+        for addr in old_dests.keys().filter(|a| !wanted.contains(a)) {
             ops.push(Op::DelDest {
                 service: *key,
                 addr: *addr,

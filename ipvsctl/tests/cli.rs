@@ -94,3 +94,32 @@ fn help_shows_examples_and_completions_are_generated() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("sync-daemon"));
 }
+
+/// healthd owns the table at run time: apply says so when healthd answers
+/// on its control socket. (The file names no virtual server, so on a
+/// kernel with IPVS nothing changes.)
+#[test]
+fn apply_warns_when_healthd_owns_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tandem.toml");
+    std::fs::write(
+        &path,
+        format!("[node]\nsocket_dir = \"{}\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let quiet = ipvsctl(&["apply", path.to_str().unwrap()], "");
+    assert!(!stderr(&quiet).contains("healthd"), "{}", stderr(&quiet));
+    let _healthd = std::os::unix::net::UnixListener::bind(dir.path().join("healthd.sock")).unwrap();
+    let warned = ipvsctl(&["apply", path.to_str().unwrap()], "");
+    assert!(
+        stderr(&warned).starts_with(&format!(
+            "ipvsctl: warning: tandem-healthd is running ({}/healthd.sock) and owns the IPVS table",
+            dir.path().display()
+        )),
+        "{}",
+        stderr(&warned)
+    );
+    // A dry run changes nothing: no warning.
+    let dry = ipvsctl(&["apply", "--dry-run", path.to_str().unwrap()], "");
+    assert!(!stderr(&dry).contains("healthd"), "{}", stderr(&dry));
+}

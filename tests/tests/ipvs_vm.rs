@@ -302,6 +302,17 @@ fn every_attribute_written_by_ipvsadm_reads_the_same_in_ipvsctl() {
     // The library, straight: the same table.
     let mut k = ipvsctl::Kernel::connect().unwrap();
     assert_eq!(k.table().unwrap().settings_only(), expected);
+    // One service alone, and one that is not there.
+    let key = "udp:10.0.0.1:53".parse().unwrap();
+    let one = k.service(&key).unwrap().expect("the service is there");
+    assert_eq!(
+        Table::new(vec![one]).settings_only().services[0],
+        *expected.service(&key).unwrap()
+    );
+    assert_eq!(
+        k.service(&"udp:10.0.0.1:54".parse().unwrap()).unwrap(),
+        None
+    );
     let info = k.info().unwrap();
     assert_eq!(info.version_string(), "1.2.1");
     assert!(info.conn_table_size > 0);
@@ -859,6 +870,29 @@ fn kernel_errors_read_as_human_messages() {
     assert!(
         saved.contains("-r 10.0.0.3:80") && saved.contains("-r 10.0.0.4:80"),
         "{saved}"
+    );
+
+    // A flood of failures: every one reported, none lost to a full
+    // receive buffer.
+    let flood: String = (0..3000)
+        .map(|i| {
+            format!(
+                "-a -t 10.0.0.1:99 -r 10.0.{}.{}:80 -m\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let msg = fails(&flood);
+    assert!(
+        msg.contains("(3000 operations failed)"),
+        "{}",
+        &msg[msg.len().saturating_sub(300)..]
+    );
+    assert_eq!(
+        msg.matches("there is no service TCP 10.0.0.1:99 (ESRCH)")
+            .count(),
+        3000
     );
 
     // Without CAP_NET_ADMIN.
