@@ -19,10 +19,9 @@ use tandem_model::control::EventLog;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, ProbeRef};
 use crate::health::Outcome;
 use crate::probe::Prober;
-use crate::spec::ProbeSpec;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -57,7 +56,7 @@ pub enum Signal {
 
 pub enum Input {
     Probe {
-        spec: Box<ProbeSpec>,
+        probe: ProbeRef,
         outcome: Outcome,
     },
     Synced(Result<Synced, String>),
@@ -320,8 +319,8 @@ impl Daemon {
             let now = Instant::now();
             match input {
                 None => self.start_due(now),
-                Some(Input::Probe { spec, outcome }) => {
-                    let events = self.engine.record(now, &spec, outcome);
+                Some(Input::Probe { probe, outcome }) => {
+                    let events = self.engine.record(now, probe, outcome);
                     if !events.is_empty() {
                         self.publish(events);
                         self.request_sync();
@@ -345,17 +344,12 @@ impl Daemon {
     }
 
     fn start_due(&mut self, now: Instant) {
-        for spec in self.engine.due(now) {
+        for (probe, spec) in self.engine.due(now) {
             let prober = self.prober.clone();
             let tx = self.tx.clone();
             tokio::spawn(async move {
                 let outcome = prober.run(&spec).await;
-                let _ = tx
-                    .send(Input::Probe {
-                        spec: Box::new(spec),
-                        outcome,
-                    })
-                    .await;
+                let _ = tx.send(Input::Probe { probe, outcome }).await;
             });
         }
     }
