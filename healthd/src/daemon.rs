@@ -55,10 +55,7 @@ pub enum Signal {
 }
 
 pub enum Input {
-    Probe {
-        probe: ProbeRef,
-        outcome: Outcome,
-    },
+    Probe { probe: ProbeRef, outcome: Outcome },
     Synced(Result<Synced, String>),
     Command(Command),
     Signal(Signal),
@@ -200,7 +197,27 @@ pub struct Daemon {
     state_dir: PathBuf,
     /// An instant and its Unix time, for stable timestamps in the status.
     anchor: (Instant, u64),
+    last_sync: Option<Instant>,
+    /// A status was asked for since the last sync.
+    status_asked: bool,
 }
+
+/// The longest healthd goes without comparing the table with the kernel's.
+const RESYNC: Duration = Duration::from_secs(10);
+/// The grid probe starts are gathered on.
+const SLACK: Duration = Duration::from_millis(10);
+
+/// The first point of the SLACK grid (counted from `epoch`) at or after `t`.
+fn on_grid(epoch: Instant, t: Instant) -> Instant {
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let step = SLACK.as_nanos();
+    epoch + Duration::from_nanos((since.div_ceil(step) * step) as u64)
+}
+
+/// Inputs handled per wakeup.
+const BATCH: usize = 512;
+/// How long the loop sleeps with no probe scheduled.
+const IDLE: Duration = Duration::from_secs(3600);
 
 impl Daemon {
     pub async fn new(opts: Options, tx: mpsc::Sender<Input>) -> Result<Daemon, DaemonError> {
@@ -269,6 +286,8 @@ impl Daemon {
             sync_wanted: true,
             state_dir,
             anchor: (Instant::now(), now_millis()),
+            last_sync: None,
+            status_asked: false,
         })
     }
 
@@ -278,6 +297,20 @@ impl Daemon {
 
     pub fn socket_path(&self) -> PathBuf {
         socket_path(&self.opts, &self.config)
+    }
+
+    /// Whether the periodic tick should sync: a server is leaving (its
+    /// connections are watched), the last sync failed, someone asked for
+    /// the status (fresh counters), or it has been `RESYNC` since the last
+    /// sync (a table changed behind healthd's back is put right). A dump
+    /// per second regardless cost more than the checks themselves with a
+    /// thousand real servers under emulation.
+    fn resync_due(&self) -> bool {
+        let age = self.last_sync.map_or(Duration::MAX, |t| t.elapsed());
+        self.engine.leaving()
+            || !self.dataplane.ok
+            || (self.status_asked && age >= Duration::from_secs(1))
+            || age >= RESYNC
     }
 
     fn request_sync(&mut self) {
@@ -291,6 +324,8 @@ impl Daemon {
         managed.extend(self.retired.iter().copied());
         self.sync_in_flight = true;
         self.sync_wanted = false;
+        self.status_asked = false;
+        self.last_sync = Some(now);
         let _ = self.ipvs.send(SyncRequest { desired, managed });
     }
 
@@ -300,41 +335,70 @@ impl Daemon {
         });
         info!(probes = self.engine.probes(), "checking");
         self.request_sync();
-        // The table is compared with the kernel's at least this often:
-        // stats for /status, servers leaving once idle, and a table
-        // someone else changed put right.
+        // Every change of health, drain or configuration syncs at once;
+        // this tick syncs besides when something needs watching (see
+        // `resync_due`).
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let deadline = self.engine.next_deadline();
-            let input = tokio::select! {
+        // One timer, moved only when the next probe's time changes, and
+        // inputs taken in batches: with ten thousand results a second, a
+        // new timer and a wakeup per result cost more than the probes.
+        let timer = tokio::time::sleep(IDLE);
+        tokio::pin!(timer);
+        let epoch = Instant::now();
+        let mut armed: Option<Instant> = None;
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut stop = false;
+        while !stop {
+            // Probe starts are gathered on a grid of SLACK: a thousand
+            // probes a second then wake the loop a hundred times, not a
+            // thousand (a wakeup costs more than a probe); a check starts
+            // at most SLACK late.
+            let deadline = self.engine.next_deadline().map(|d| on_grid(epoch, d));
+            if deadline != armed {
+                let at = deadline.unwrap_or_else(|| Instant::now() + IDLE);
+                timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                armed = deadline;
+            }
+            tokio::select! {
                 biased;
-                i = rx.recv() => i,
-                _ = sleep_until(deadline) => None,
-                _ = tick.tick() => {
-                    self.request_sync();
-                    continue;
+                n = rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
                 }
-            };
-            let now = Instant::now();
-            match input {
-                None => self.start_due(now),
-                Some(Input::Probe { probe, outcome }) => {
-                    let events = self.engine.record(now, probe, outcome);
-                    if !events.is_empty() {
-                        self.publish(events);
+                _ = &mut timer => armed = None,
+                _ = tick.tick() => {
+                    if self.resync_due() {
                         self.request_sync();
                     }
-                    self.start_due(now);
+                    continue;
                 }
-                Some(Input::Synced(r)) => self.synced(r),
-                Some(Input::Command(c)) => self.command(c),
-                Some(Input::Signal(Signal::Reload)) => {
-                    let (tx, _) = oneshot::channel();
-                    self.command(Command::Reload(tx));
-                }
-                Some(Input::Signal(Signal::Terminate)) => break,
             }
+            let now = Instant::now();
+            let mut changed = false;
+            for input in batch.drain(..) {
+                match input {
+                    Input::Probe { probe, outcome } => {
+                        let events = self.engine.record(now, probe, outcome);
+                        if !events.is_empty() {
+                            self.publish(events);
+                            changed = true;
+                        }
+                    }
+                    Input::Synced(r) => self.synced(r),
+                    Input::Command(c) => self.command(c),
+                    Input::Signal(Signal::Reload) => {
+                        let (tx, _) = oneshot::channel();
+                        self.command(Command::Reload(tx));
+                    }
+                    Input::Signal(Signal::Terminate) => stop = true,
+                }
+            }
+            if changed {
+                self.request_sync();
+            }
+            self.start_due(now);
         }
         // The table stays as it is: the next healthd adopts it, and
         // traffic keeps flowing meanwhile.
@@ -415,6 +479,7 @@ impl Daemon {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Status(reply) => {
+                self.status_asked = true;
                 let _ = reply.send(self.status());
             }
             Command::Drain {
@@ -505,12 +570,5 @@ impl Daemon {
             dataplane: self.dataplane.clone(),
             virtual_servers: self.engine.status(self.anchor, &self.current),
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
     }
 }

@@ -180,7 +180,8 @@ impl Engine {
                             e.ids.insert(p.clone(), id);
                             e.probes.push(Arc::new(p.clone()));
                             e.subscribers.push(Vec::new());
-                            e.schedule.add_at(id, p.interval, now + schedule::phase(p, p.interval));
+                            e.schedule
+                                .add_at(id, p.interval, now + schedule::phase(p, p.interval));
                             id
                         }
                     };
@@ -258,7 +259,12 @@ impl Engine {
         self.schedule
             .due(now)
             .into_iter()
-            .map(|id| (ProbeRef { generation, id }, self.probes[id as usize].clone()))
+            .map(|id| {
+                (
+                    ProbeRef { generation, id },
+                    self.probes[id as usize].clone(),
+                )
+            })
             .collect()
     }
 
@@ -425,6 +431,14 @@ impl Engine {
             services.push(svc);
         }
         Table::new(services)
+    }
+
+    /// Whether some real server is leaving the table (at weight 0 while
+    /// its connections drain).
+    pub fn leaving(&self) -> bool {
+        self.vss
+            .iter()
+            .any(|v| v.rs.iter().any(|r| r.leaving_since.is_some()))
     }
 
     /// Whether the sorry server of virtual server `v` is in use.
