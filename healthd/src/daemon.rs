@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipvsctl::reconcile::{Options as PlanOptions, plan};
-use ipvsctl::types::{ServiceKey, Table};
+use ipvsctl::types::{ServiceKey, SyncDaemon, Table};
 use ipvsctl::{Dataplane, Kernel};
 use tandem_model::api::{
     ApiError, DaemonInfo, DataplaneStatus, EventKind, HealthdStatus, ReloadResult, now_millis,
@@ -55,8 +55,14 @@ pub enum Signal {
 }
 
 pub enum Input {
-    Probe { probe: ProbeRef, outcome: Outcome },
+    Probe {
+        probe: ProbeRef,
+        outcome: Outcome,
+    },
     Synced(Result<Synced, String>),
+    /// The state of the instance connection sync follows (None: vrrpd
+    /// cannot be reached).
+    VrrpState(Option<tandem_model::api::VrrpState>),
     Command(Command),
     Signal(Signal),
 }
@@ -66,6 +72,8 @@ pub struct Synced {
     /// The kernel's table after the sync.
     pub table: Table,
     pub operations: usize,
+    /// The sync daemon running, when connection sync is configured.
+    pub sync_daemon: Option<SyncDaemon>,
 }
 
 /// A request to the IPVS thread: make the managed services look like
@@ -73,6 +81,8 @@ pub struct Synced {
 struct SyncRequest {
     desired: Table,
     managed: BTreeSet<ServiceKey>,
+    /// The connection sync daemon that should run, if configured.
+    sync_daemon: Option<SyncDaemon>,
 }
 
 /// Starts the thread that owns the netlink socket. It connects lazily
@@ -119,11 +129,16 @@ fn sync_once(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, S
             .cloned()
             .collect(),
     );
+    let daemon_ops = match &req.sync_daemon {
+        Some(want) => sync_daemon(k, want)?,
+        None => 0,
+    };
     let ops = plan(&req.desired, &managed, PlanOptions { prune: true });
     if ops.is_empty() {
         return Ok(Synced {
             table: current,
-            operations: 0,
+            operations: daemon_ops,
+            sync_daemon: req.sync_daemon.clone(),
         });
     }
     for op in &ops {
@@ -133,8 +148,34 @@ fn sync_once(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, S
     let table = k.dump().map_err(|e| e.to_string())?;
     Ok(Synced {
         table,
-        operations: ops.len(),
+        operations: ops.len() + daemon_ops,
+        sync_daemon: req.sync_daemon.clone(),
     })
+}
+
+/// Makes `want` the only sync daemon running (a director is either the
+/// sender or a receiver of the connection table). Returns the operations.
+fn sync_daemon(k: &mut Kernel, want: &SyncDaemon) -> Result<usize, String> {
+    let running = k.daemons().map_err(|e| e.to_string())?;
+    let mut ops = 0;
+    let same = |d: &SyncDaemon| {
+        d.role == want.role && d.interface == want.interface && d.sync_id == want.sync_id
+    };
+    for d in running.iter().filter(|d| !same(d)) {
+        k.stop_daemon(d.role).map_err(|e| e.to_string())?;
+        ops += 1;
+    }
+    if !running.iter().any(same) {
+        k.start_daemon(want).map_err(|e| e.to_string())?;
+        info!(
+            "connection sync: {} on {}, sync id {}",
+            want.role.name(),
+            want.interface,
+            want.sync_id
+        );
+        ops += 1;
+    }
+    Ok(ops)
 }
 
 /// Operator drains, kept across restarts.
@@ -200,6 +241,9 @@ pub struct Daemon {
     last_sync: Option<Instant>,
     /// A status was asked for since the last sync.
     status_asked: bool,
+    /// vrrpd's state of the instance connection sync follows.
+    vrrp_state: Option<tandem_model::api::VrrpState>,
+    vrrp_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The longest healthd goes without comparing the table with the kernel's.
@@ -288,6 +332,8 @@ impl Daemon {
             anchor: (Instant::now(), now_millis()),
             last_sync: None,
             status_asked: false,
+            vrrp_state: None,
+            vrrp_task: None,
         })
     }
 
@@ -297,6 +343,24 @@ impl Daemon {
 
     pub fn socket_path(&self) -> PathBuf {
         socket_path(&self.opts, &self.config)
+    }
+
+    /// The sync daemon the configuration and vrrpd's state call for.
+    fn sync_daemon(&self) -> Option<SyncDaemon> {
+        let cs = self.config.connection_sync.as_ref()?;
+        let vrid = self
+            .config
+            .vrrp_instance(&cs.instance)
+            .map_or(0, |i| i.vrid);
+        Some(SyncDaemon {
+            role: crate::vrrp::role(self.vrrp_state),
+            interface: cs.interface.clone(),
+            sync_id: cs.sync_id.unwrap_or(vrid) as u32,
+            max_len: None,
+            group: None,
+            port: None,
+            ttl: None,
+        })
     }
 
     /// Whether the periodic tick should sync: a server is leaving (its
@@ -326,7 +390,12 @@ impl Daemon {
         self.sync_wanted = false;
         self.status_asked = false;
         self.last_sync = Some(now);
-        let _ = self.ipvs.send(SyncRequest { desired, managed });
+        let sync_daemon = self.sync_daemon();
+        let _ = self.ipvs.send(SyncRequest {
+            desired,
+            managed,
+            sync_daemon,
+        });
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<(), DaemonError> {
@@ -334,6 +403,7 @@ impl Daemon {
             version: self.info.version.clone(),
         });
         info!(probes = self.engine.probes(), "checking");
+        self.follow_vrrp();
         self.request_sync();
         // Every change of health, drain or configuration syncs at once;
         // this tick syncs besides when something needs watching (see
@@ -387,6 +457,12 @@ impl Daemon {
                         }
                     }
                     Input::Synced(r) => self.synced(r),
+                    Input::VrrpState(state) => {
+                        if crate::vrrp::role(state) != crate::vrrp::role(self.vrrp_state) {
+                            changed = true;
+                        }
+                        self.vrrp_state = state;
+                    }
                     Input::Command(c) => self.command(c),
                     Input::Signal(Signal::Reload) => {
                         let (tx, _) = oneshot::channel();
@@ -405,6 +481,25 @@ impl Daemon {
         self.events.publish(EventKind::DaemonStopping);
         info!("stopped; the IPVS table is left as it is");
         Ok(())
+    }
+
+    /// Connection sync follows vrrpd's state of its instance.
+    fn follow_vrrp(&mut self) {
+        if let Some(t) = self.vrrp_task.take() {
+            t.abort();
+        }
+        if let Some(cs) = &self.config.connection_sync {
+            let dir = self
+                .opts
+                .socket_dir
+                .clone()
+                .unwrap_or_else(|| self.config.node.socket_dir.clone());
+            self.vrrp_task = Some(tokio::spawn(crate::vrrp::watch(
+                dir.join("vrrpd.sock"),
+                cs.instance.clone(),
+                self.tx.clone(),
+            )));
+        }
     }
 
     fn start_due(&mut self, now: Instant) {
@@ -459,6 +554,14 @@ impl Daemon {
                 self.dataplane.error = None;
                 self.dataplane.last_sync = Some(now_millis());
                 self.dataplane.operations += s.operations as u64;
+                self.dataplane.connection_sync = s.sync_daemon.map(|d| {
+                    format!(
+                        "{} on {}, sync id {}",
+                        d.role.name(),
+                        d.interface,
+                        d.sync_id
+                    )
+                });
                 self.retired.retain(|k| {
                     self.current.service(k).is_some() && !self.engine.keys().contains(k)
                 });
@@ -546,7 +649,11 @@ impl Daemon {
                     .virtual_servers
                     .len()
                     .saturating_sub(changes.iter().filter(|c| !c.ends_with(": removed")).count());
+                let follow = self.config.connection_sync != new.connection_sync;
                 self.config = new;
+                if follow {
+                    self.follow_vrrp();
+                }
                 self.info.config_loaded_at = now_millis();
                 info!("reloaded: {} change(s)", changes.len());
                 self.events.publish(EventKind::Reloaded {

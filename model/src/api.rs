@@ -197,6 +197,9 @@ pub struct DataplaneStatus {
     pub last_sync: Option<UnixMillis>,
     /// Netlink operations applied since start.
     pub operations: u64,
+    /// The connection sync daemon running: "master on eth0, sync id 51".
+    #[serde(default)]
+    pub connection_sync: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
