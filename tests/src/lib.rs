@@ -4,11 +4,14 @@
 //!   talking over a real (virtual) wire on this machine.
 //! - [`cluster`]: directors running vrrpd (or keepalived) and a client in
 //!   such a lab.
+//! - [`e2e`]: the whole appliance (client, directors, real servers) with
+//!   a load and long-lived connections.
 //! - [`vm`]: a QEMU VM booting Debian's kernel, for what needs kernel
 //!   modules this machine lacks (IPVS); tests can run their own body
 //!   inside it.
 
 pub mod cluster;
+pub mod e2e;
 pub mod netns;
 pub mod vm;
 
