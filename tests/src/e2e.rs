@@ -197,9 +197,8 @@ pub fn keepalived_config(net: &Net, priority: u8, advert: &str, check_interval: 
     for (port, check) in [
         (
             80,
-            format!(
-                "HTTP_GET {{\n      url {{\n        path /\n        status_code 200\n      }}\n      connect_timeout 0.2\n    }}"
-            ),
+            "HTTP_GET {\n      url {\n        path /\n        status_code 200\n      }\n      connect_timeout 0.2\n    }"
+                .to_string(),
         ),
         (
             9000,
