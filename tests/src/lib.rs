@@ -4,11 +4,14 @@
 //!   talking over a real (virtual) wire on this machine.
 //! - [`cluster`]: directors running vrrpd (or keepalived) and a client in
 //!   such a lab.
+//! - [`fake`]: fake vrrpd and healthd control sockets with canned status,
+//!   for the web UI's tests and benchmark.
 //! - [`vm`]: a QEMU VM booting Debian's kernel, for what needs kernel
 //!   modules this machine lacks (IPVS); tests can run their own body
 //!   inside it.
 
 pub mod cluster;
+pub mod fake;
 pub mod netns;
 pub mod vm;
 
