@@ -6,6 +6,8 @@
 //!   such a lab.
 //! - [`fake`]: fake vrrpd and healthd control sockets with canned status,
 //!   for the web UI's tests and benchmark.
+//! - [`webui`]: the web UI's binary on a loopback port, and headless
+//!   Chromium driving it through WebDriver.
 //! - [`vm`]: a QEMU VM booting Debian's kernel, for what needs kernel
 //!   modules this machine lacks (IPVS); tests can run their own body
 //!   inside it.
@@ -14,6 +16,7 @@ pub mod cluster;
 pub mod fake;
 pub mod netns;
 pub mod vm;
+pub mod webui;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
