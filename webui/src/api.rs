@@ -3,7 +3,7 @@
 //! auth does not. `/metrics` lives here too.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use tandem_model::api::ApiError;
 use crate::auth::role_name;
 use crate::configedit::{self, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
-use crate::pages::{Applied, EventFilter, apply_text, filtered_events, peers};
+use crate::pages::{Applied, EventFilter, Same, apply_text, filtered_events, peers};
 use crate::server::{Admin, AppState, Via, Viewer};
 
 /// The JSON error body every API refusal has (the daemons' shape).
@@ -282,16 +282,53 @@ async fn maintenance(
     }
 }
 
-/// Prometheus text; any user (viewer is enough), like every page.
-pub async fn metrics(State(app): State<AppState>, _v: Viewer) -> Response {
-    let (v, h) = tokio::join!(app.daemons.vrrpd_status(), app.daemons.healthd_status());
-    let body = crate::metrics::render(v.up().map(|s| &**s), h.up().map(|s| &**s));
+/// Prometheus text; any user (viewer is enough), like every page. Sent
+/// gzip-compressed when the scraper accepts it (Prometheus does): a
+/// thousand real servers make over a megabyte of text.
+pub async fn metrics(State(app): State<AppState>, _v: Viewer, headers: HeaderMap) -> Response {
+    let (vs, hs) = tokio::join!(app.daemons.vrrpd_snapshot(), app.daemons.healthd_snapshot());
+    let (v, h) = (&vs.reach, &hs.reach);
+    let key = || (v.up().cloned().map(Same), h.up().cloned().map(Same));
+    let generations = (vs.generation, hs.generation);
+    let plain = app
+        .renders
+        .metrics
+        .get_or(key(), generations, (), || {
+            crate::metrics::render(v.up().map(|s| &**s), h.up().map(|s| &**s))
+        })
+        .await;
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
+    if !gzip {
+        return ([content_type, vary], plain).into_response();
+    }
+    let compressed = app
+        .renders
+        .metrics_gzip
+        .get_or(key(), generations, (), || gzip_bytes(&plain))
+        .await;
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
+        [
+            content_type,
+            vary,
+            (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+        ],
+        compressed,
     )
         .into_response()
+}
+
+fn gzip_bytes(plain: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(plain).expect("writing to memory");
+    e.finish().expect("writing to memory")
 }

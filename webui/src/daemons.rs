@@ -93,7 +93,36 @@ async fn timed<T>(
 /// A cached status: when it was fetched, under which generation, and what
 /// it was. An event bumps the generation, which outdates a fetch that was
 /// under way when the event came.
-type Slot<T> = Mutex<Option<(UnixMillis, u64, Reach<Arc<T>>)>>;
+struct Cached<T> {
+    at: UnixMillis,
+    generation: u64,
+    reach: Reach<Arc<T>>,
+}
+
+struct Slot<T> {
+    current: std::sync::Mutex<Option<Cached<T>>>,
+    /// One fetch at a time; the others wait for its answer.
+    fetching: Mutex<()>,
+    /// A background refresh of a merely old (not outdated) status runs.
+    refreshing: std::sync::atomic::AtomicBool,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            current: std::sync::Mutex::new(None),
+            fetching: Mutex::new(()),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+/// A status and the generation it belongs to: renders made from it are
+/// reused while the generation holds.
+pub struct Snapshot<T> {
+    pub reach: Reach<Arc<T>>,
+    pub generation: u64,
+}
 
 /// One reload's outcome, per daemon.
 #[derive(Clone, Debug, Serialize)]
@@ -138,8 +167,8 @@ impl Daemons {
         Daemons {
             vrrpd: Client::new(socket_dir.join("vrrpd.sock")),
             healthd: Client::new(socket_dir.join("healthd.sock")),
-            vrrpd_status: Mutex::new(None),
-            healthd_status: Mutex::new(None),
+            vrrpd_status: Slot::default(),
+            healthd_status: Slot::default(),
             generation: [AtomicU64::new(0), AtomicU64::new(0)],
             clock,
         }
@@ -152,37 +181,91 @@ impl Daemons {
         }
     }
 
-    async fn cached<T: serde::de::DeserializeOwned>(
-        &self,
-        d: Daemon,
-        slot: &Slot<T>,
-    ) -> Reach<Arc<T>> {
-        // Held across the fetch: concurrent requests wait for one answer
-        // instead of all asking the daemon.
-        let mut slot = slot.lock().await;
-        let now = (self.clock)();
-        let generation = self.generation[d as usize].load(Ordering::SeqCst);
-        if let Some((at, g, r)) = slot.as_ref()
-            && *g == generation
-            && now.saturating_sub(*at) < STATUS_TTL_MS
-        {
-            return r.clone();
-        }
-        let asked = timed(STATUS_TIMEOUT, "status", self.client(d).get::<T>("/status")).await;
-        let r = match asked {
+    fn slot_of<T: 'static>(&self, d: Daemon) -> &Slot<T> {
+        let any: &dyn std::any::Any = match d {
+            Daemon::Vrrpd => &self.vrrpd_status,
+            Daemon::Healthd => &self.healthd_status,
+        };
+        any.downcast_ref().expect("the status type of this daemon")
+    }
+
+    async fn fetch<T: serde::de::DeserializeOwned>(&self, d: Daemon) -> Reach<Arc<T>> {
+        match timed(STATUS_TIMEOUT, "status", self.client(d).get::<T>("/status")).await {
             Ok(s) => Reach::Up(Arc::new(s)),
             Err(e) => Reach::Down(e),
-        };
-        *slot = Some((now, generation, r.clone()));
-        r
+        }
     }
 
-    pub async fn vrrpd_status(&self) -> Reach<Arc<VrrpdStatus>> {
-        self.cached(Daemon::Vrrpd, &self.vrrpd_status).await
+    /// The status of `d`. Outdated by an event (or never fetched): the
+    /// caller waits for a fresh one (one fetch for all waiting). Merely
+    /// older than [`STATUS_TTL_MS`]: the old one is returned at once and a
+    /// refresh runs in the background, so no request waits for it.
+    async fn cached<T>(self: &Arc<Self>, d: Daemon) -> Snapshot<T>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        let slot = self.slot_of::<T>(d);
+        let generation = self.generation[d as usize].load(Ordering::SeqCst);
+        let now = (self.clock)();
+        if let Some(c) = slot.current.lock().unwrap().as_ref()
+            && c.generation == generation
+        {
+            if now.saturating_sub(c.at) >= STATUS_TTL_MS
+                && !slot.refreshing.swap(true, Ordering::SeqCst)
+            {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let slot = me.slot_of::<T>(d);
+                    let _one = slot.fetching.lock().await;
+                    let generation = me.generation[d as usize].load(Ordering::SeqCst);
+                    let reach = me.fetch::<T>(d).await;
+                    *slot.current.lock().unwrap() = Some(Cached {
+                        at: (me.clock)(),
+                        generation,
+                        reach,
+                    });
+                    slot.refreshing.store(false, Ordering::SeqCst);
+                });
+            }
+            return Snapshot {
+                reach: c.reach.clone(),
+                generation,
+            };
+        }
+        let _one = slot.fetching.lock().await;
+        // Someone else may have fetched while this one waited.
+        let generation = self.generation[d as usize].load(Ordering::SeqCst);
+        if let Some(c) = slot.current.lock().unwrap().as_ref()
+            && c.generation == generation
+        {
+            return Snapshot {
+                reach: c.reach.clone(),
+                generation,
+            };
+        }
+        let reach = self.fetch::<T>(d).await;
+        *slot.current.lock().unwrap() = Some(Cached {
+            at: (self.clock)(),
+            generation,
+            reach: reach.clone(),
+        });
+        Snapshot { reach, generation }
     }
 
-    pub async fn healthd_status(&self) -> Reach<Arc<HealthdStatus>> {
-        self.cached(Daemon::Healthd, &self.healthd_status).await
+    pub async fn vrrpd_snapshot(self: &Arc<Self>) -> Snapshot<VrrpdStatus> {
+        self.cached(Daemon::Vrrpd).await
+    }
+
+    pub async fn healthd_snapshot(self: &Arc<Self>) -> Snapshot<HealthdStatus> {
+        self.cached(Daemon::Healthd).await
+    }
+
+    pub async fn vrrpd_status(self: &Arc<Self>) -> Reach<Arc<VrrpdStatus>> {
+        self.vrrpd_snapshot().await.reach
+    }
+
+    pub async fn healthd_status(self: &Arc<Self>) -> Reach<Arc<HealthdStatus>> {
+        self.healthd_snapshot().await.reach
     }
 
     /// Outdates the cached status of `d` (it changed, or it went away).

@@ -30,18 +30,21 @@ const VRRP_STATES: [VrrpState; 5] = [
 ];
 const HEALTH_STATES: [HealthState; 3] = [HealthState::Up, HealthState::Down, HealthState::Unknown];
 
-/// Label values escaped as the format wants (backslash, quote, newline).
-fn esc(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
+/// Appends a label value escaped as the format wants (backslash, quote,
+/// newline), without allocating.
+fn push_escaped(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
         }
     }
-    s
 }
 
 /// One metric family at a time: HELP and TYPE once, then its samples.
@@ -63,7 +66,10 @@ impl Out {
                 if i > 0 {
                     self.text.push(',');
                 }
-                let _ = write!(self.text, "{k}=\"{}\"", esc(v));
+                self.text.push_str(k);
+                self.text.push_str("=\"");
+                push_escaped(&mut self.text, v);
+                self.text.push('"');
             }
             self.text.push('}');
         }
@@ -464,5 +470,31 @@ fn seconds(ms: u64) -> String {
         s.to_string()
     } else {
         format!("{s}.{}", format!("{frac:03}").trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_seconds_exact() {
+        let mut out = String::new();
+        push_escaped(&mut out, "a\\b\"c\nd");
+        assert_eq!(out, "a\\\\b\\\"c\\nd");
+        assert_eq!(seconds(1), "0.001");
+        assert_eq!(seconds(2500), "2.5");
+        assert_eq!(seconds(5000), "5");
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_answer_is_down_with_no_series() {
+        let text = render(None, None);
+        assert_eq!(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            ["tandem_vrrpd_up 0", "tandem_healthd_up 0"]
+        );
     }
 }

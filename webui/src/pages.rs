@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use askama::Template;
@@ -11,6 +12,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use tandem_model::api::{
@@ -24,6 +26,111 @@ use crate::configedit::{self, Change, DiffLine, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
 use crate::server::{Admin, AppState, Caller, Via, Viewer, too_many};
 use crate::session::User;
+
+// ---------------------------------------------------------------- renders
+
+/// An `Arc` compared by identity: the same status document, not an equal one.
+pub struct Same<T>(pub Arc<T>);
+
+impl<T> PartialEq for Same<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Generations of the status documents a render was made from.
+pub type Generations = (u64, u64);
+
+struct Rendered<S, V> {
+    snapshot: S,
+    generations: Generations,
+    variant: V,
+    output: Bytes,
+}
+
+/// The last outputs rendered from status documents, so many requests
+/// (browsers refreshing, a scraper, a load test) render a thousand real
+/// servers once per status fetch rather than once each. One entry per
+/// variant (an admin's and a viewer's view differ by their buttons).
+pub struct Memo<S, V> {
+    entries: Mutex<Vec<Rendered<S, V>>>,
+    rendering: tokio::sync::Mutex<()>,
+}
+
+impl<S: PartialEq, V: PartialEq> Default for Memo<S, V> {
+    fn default() -> Self {
+        Memo {
+            entries: Mutex::new(Vec::new()),
+            rendering: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<S: PartialEq, V: PartialEq> Memo<S, V> {
+    fn find(&self, f: impl Fn(&Rendered<S, V>) -> bool) -> Option<Bytes> {
+        let entries = self.entries.lock().unwrap();
+        entries.iter().find(|e| f(e)).map(|e| e.output.clone())
+    }
+
+    /// The output for `snapshot`, rendered once. While another request
+    /// renders a newer snapshot of the same generations (it is only older
+    /// by the cache's time to live, nothing happened), the previous output
+    /// is served rather than waited for; after an event, never.
+    pub async fn get_or<B: Into<Bytes>>(
+        &self,
+        snapshot: S,
+        generations: Generations,
+        variant: V,
+        render: impl FnOnce() -> B,
+    ) -> Bytes {
+        if let Some(b) = self.find(|e| e.snapshot == snapshot && e.variant == variant) {
+            return b;
+        }
+        let _one = match self.rendering.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                let same =
+                    |e: &Rendered<S, V>| e.generations == generations && e.variant == variant;
+                if let Some(b) = self.find(same) {
+                    return b;
+                }
+                let g = self.rendering.lock().await;
+                if let Some(b) = self.find(|e| e.snapshot == snapshot && e.variant == variant) {
+                    return b;
+                }
+                g
+            }
+        };
+        let output: Bytes = render().into();
+        let mut entries = self.entries.lock().unwrap();
+        entries.retain(|e| e.variant != variant);
+        entries.push(Rendered {
+            snapshot,
+            generations,
+            variant,
+            output: output.clone(),
+        });
+        output
+    }
+}
+
+/// Rendered outputs kept per status document.
+#[derive(Default)]
+pub struct Renders {
+    /// Keyed by whether the viewer is an admin.
+    pub instances: Memo<Same<VrrpdStatus>, bool>,
+    pub virtual_servers: Memo<Same<HealthdStatus>, bool>,
+    pub metrics: Memo<MetricsKey, ()>,
+    /// The same, gzip-compressed (Prometheus asks for gzip).
+    pub metrics_gzip: Memo<MetricsKey, ()>,
+}
+
+pub type MetricsKey = (Option<Same<VrrpdStatus>>, Option<Same<HealthdStatus>>);
+
+/// A rendered fragment as the `&str` a template includes.
+fn html(b: &Bytes) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
 
 // ---------------------------------------------------------------- time
 
@@ -477,26 +584,53 @@ pub fn peers(s: &VrrpdStatus, now: UnixMillis) -> Vec<PeerView> {
         .collect()
 }
 
+#[derive(Template)]
+#[template(path = "instances.html")]
+struct InstancesFragment {
+    admin: bool,
+    peers: Vec<PeerView>,
+    instances: Vec<InstanceView>,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "overview.html")]
 struct OverviewPage {
     chrome: Chrome,
     daemons: Vec<DaemonView>,
-    peers: Vec<PeerView>,
-    instances: Vec<InstanceView>,
+    instances_html: Bytes,
     vrrpd_running: bool,
     generated: String,
 }
 
+impl OverviewPage {
+    fn instances(&self) -> &str {
+        html(&self.instances_html)
+    }
+}
+
 pub async fn overview(State(app): State<AppState>, Viewer(caller, _): Viewer) -> Response {
-    let (v, h) = tokio::join!(app.daemons.vrrpd_status(), app.daemons.healthd_status());
+    let (vs, h) = tokio::join!(app.daemons.vrrpd_snapshot(), app.daemons.healthd_status());
+    let v = vs.reach;
     let now = app.now();
-    let (peers, instances) = match v.up() {
-        Some(s) => (
-            peers(s, now),
-            s.instances.iter().map(|i| instance_view(i, now)).collect(),
-        ),
-        None => (Vec::new(), Vec::new()),
+    let admin = caller.is_admin();
+    let instances_html = match v.up() {
+        Some(s) => {
+            let render = || {
+                InstancesFragment {
+                    admin,
+                    peers: peers(s, now),
+                    instances: s.instances.iter().map(|i| instance_view(i, now)).collect(),
+                }
+                .render()
+                .unwrap_or_default()
+            };
+            let key = Same(s.clone());
+            app.renders
+                .instances
+                .get_or(key, (vs.generation, 0), admin, render)
+                .await
+        }
+        None => Bytes::new(),
     };
     OverviewPage {
         chrome: Chrome::new(&app, &caller, "overview"),
@@ -504,8 +638,7 @@ pub async fn overview(State(app): State<AppState>, Viewer(caller, _): Viewer) ->
             daemon_view("vrrpd", &v, |s| &s.daemon, now),
             daemon_view("healthd", &h, |s| &s.daemon, now),
         ],
-        peers,
-        instances,
+        instances_html,
         vrrpd_running: v.up().is_some(),
         generated: utc(now),
     }
@@ -626,25 +759,57 @@ fn virtual_server_views(s: &HealthdStatus, now: UnixMillis) -> Vec<VirtualServer
         .collect()
 }
 
+#[derive(Template)]
+#[template(path = "vs_list.html")]
+struct VirtualServersFragment {
+    admin: bool,
+    servers: Vec<VirtualServerView>,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "virtual_servers.html")]
 struct VirtualServersPage {
     chrome: Chrome,
     healthd: DaemonView,
-    servers: Vec<VirtualServerView>,
+    servers_html: Bytes,
+    no_servers: bool,
     generated: String,
 }
 
+impl VirtualServersPage {
+    fn servers(&self) -> &str {
+        html(&self.servers_html)
+    }
+}
+
 pub async fn virtual_servers(State(app): State<AppState>, Viewer(caller, _): Viewer) -> Response {
-    let h = app.daemons.healthd_status().await;
+    let hs = app.daemons.healthd_snapshot().await;
+    let h = hs.reach;
     let now = app.now();
+    let admin = caller.is_admin();
+    let servers_html = match h.up() {
+        Some(s) => {
+            let render = || {
+                VirtualServersFragment {
+                    admin,
+                    servers: virtual_server_views(s, now),
+                }
+                .render()
+                .unwrap_or_default()
+            };
+            let key = Same(s.clone());
+            app.renders
+                .virtual_servers
+                .get_or(key, (hs.generation, 0), admin, render)
+                .await
+        }
+        None => Bytes::new(),
+    };
     VirtualServersPage {
         chrome: Chrome::new(&app, &caller, "virtual-servers"),
         healthd: daemon_view("healthd", &h, |s| &s.daemon, now),
-        servers: h
-            .up()
-            .map(|s| virtual_server_views(s, now))
-            .unwrap_or_default(),
+        servers_html,
+        no_servers: h.up().is_some_and(|s| s.virtual_servers.is_empty()),
         generated: utc(now),
     }
     .into_response()

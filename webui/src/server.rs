@@ -68,6 +68,8 @@ pub struct App {
     pub live: broadcast::Sender<LiveNote>,
     pub clock: Clock,
     pub tls: bool,
+    /// Pages and metrics rendered from the current status documents.
+    pub renders: pages::Renders,
 }
 
 pub type AppState = Arc<App>;
@@ -86,6 +88,7 @@ impl App {
             live,
             clock: opts.clock,
             tls: opts.tls,
+            renders: Default::default(),
         })
     }
 
@@ -486,6 +489,35 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// Headers every answer carries: no framing (the confirmation buttons
+/// must not be clickable through another site's page), scripts and styles
+/// from this origin only, and no caching of what the daemons said.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let is_static = req.uri().path().starts_with("/static/");
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !is_static {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
 /// Every route.
 pub fn router(app: AppState) -> Router {
     Router::new()
@@ -513,6 +545,7 @@ pub fn router(app: AppState) -> Router {
         .nest("/api/v1", api::routes())
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .layer(middleware::from_fn(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }

@@ -10,7 +10,7 @@
     var refresh = function () {
       if (busy) { again = true; return; }
       busy = true;
-      fetch(location.href, { credentials: "same-origin", headers: { "X-Live": "1" } })
+      fetch(location.href, { credentials: "same-origin" })
         .then(function (r) {
           if (r.redirected || !r.ok) { location.reload(); return null; }
           return r.text();
