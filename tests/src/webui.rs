@@ -91,16 +91,19 @@ impl Drop for WebUi {
     }
 }
 
-/// Where screenshots go: `target/webui-screenshots/`.
-pub fn screenshot_dir() -> PathBuf {
+/// The cargo target directory this test or bench was built in.
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test>
-    let target = exe
-        .ancestors()
+    exe.ancestors()
         .nth(3)
         .expect("a target directory")
-        .to_path_buf();
-    let dir = target.join("webui-screenshots");
+        .to_path_buf()
+}
+
+/// Where screenshots go: `target/webui-screenshots/`.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = target_dir().join("webui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -297,6 +297,9 @@ async fn login_sets_a_strict_httponly_cookie_and_logout_ends_the_session() {
         assert!(cookie.contains(attr), "{attr} missing: {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
     let id = cookie.split(';').next().unwrap();
     assert_ne!(id, anon.cookie, "logging in issues a new session id");
     // The anonymous session is gone: its id is worthless now.
@@ -993,6 +996,41 @@ async fn metrics_carry_vrrp_and_real_server_series() {
             m.body
         );
     }
+}
+
+#[tokio::test]
+async fn metrics_are_gzip_compressed_for_a_scraper_that_asks() {
+    use std::io::Read;
+    let e = env();
+    let plain = e
+        .api(
+            Method::GET,
+            "/metrics",
+            Some(("vic", "viewer-pw")),
+            None,
+            None,
+        )
+        .await;
+    let r = e
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header(header::AUTHORIZATION, "Basic dmljOnZpZXdlci1wdw==")
+                .header(header::ACCEPT_ENCODING, "gzip, deflate")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, plain.body);
+    assert!(bytes.len() < plain.body.len() / 4);
 }
 
 #[tokio::test]
