@@ -61,7 +61,13 @@ async fn in_a_browser_an_admin_sees_every_page_errors_at_their_line_saves_and_dr
     b.screenshot("login").await;
     b.login(&base, "ada", "admin-pw").await;
     b.goto(&format!("{base}/")).await;
-    assert_eq!(state_shown(&b, "web").await.as_deref(), Some("MASTER"));
+    // The page refreshes itself once its live feed opens: the element
+    // found may be replaced under us, so look until it holds.
+    let master = until(Duration::from_secs(5), async || {
+        state_shown(&b, "web").await.as_deref() == Some("MASTER")
+    })
+    .await;
+    assert!(master.is_some(), "{}", b.body().await);
     b.screenshot("overview").await;
 
     // Live: a transition the daemon reports shows without a reload.
