@@ -18,7 +18,7 @@ use tandem_model::api::{VrrpState, now_millis};
 use tandem_tests::fake::{self, FakeDaemons, ReloadReply};
 use tower::ServiceExt;
 use webui::ratelimit::Limits;
-use webui::server::{App, AppState, Options, router};
+use webui::server::{App, Options, router};
 
 fn hashes() -> &'static (String, String) {
     static H: OnceLock<(String, String)> = OnceLock::new();
@@ -44,7 +44,6 @@ fn config_text(with_users: bool) -> String {
 struct Env {
     _dir: tempfile::TempDir,
     fakes: FakeDaemons,
-    app: AppState,
     router: Router,
     clock: Arc<AtomicU64>,
     config: PathBuf,
@@ -105,11 +104,10 @@ fn env_with(with_users: bool, limits: Limits) -> Env {
         &parsed,
     );
     let addr: SocketAddr = ADDR.parse().unwrap();
-    let router = router(app.clone()).layer(MockConnectInfo(addr));
+    let router = router(app).layer(MockConnectInfo(addr));
     Env {
         _dir: dir,
         fakes,
-        app,
         router,
         clock,
         config,
@@ -1057,5 +1055,4 @@ async fn without_users_the_ui_is_read_only_without_login() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(e.file(), before);
-    let _ = &e.app;
 }

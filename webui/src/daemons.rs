@@ -181,6 +181,9 @@ impl Daemons {
         }
     }
 
+    /// The slot of `d`'s status type. By daemon rather than by reference
+    /// so a background refresh, which outlives the request that started
+    /// it, finds its slot again through the `Arc`.
     fn slot_of<T: 'static>(&self, d: Daemon) -> &Slot<T> {
         let any: &dyn std::any::Any = match d {
             Daemon::Vrrpd => &self.vrrpd_status,
