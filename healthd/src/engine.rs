@@ -538,6 +538,7 @@ impl Engine {
                                 active_conns: k.map_or(0, |d| d.counters.active_conns),
                                 inactive_conns: k.map_or(0, |d| d.counters.inactive_conns),
                                 stats: k.map(|d| stats(&d.counters.stats)),
+                                check_latency: rs.health.as_ref().map(|h| h.latency().clone()),
                             }
                         })
                         .collect(),
