@@ -844,7 +844,7 @@ impl Scenario {
         fs::write(control.join("run.sh"), sh).unwrap();
         if self.system.is_some() {
             fs::write(control.join("system.sh"), SYSTEM_RUNNER).unwrap();
-            fs::write(control.join("tandem-scenario.service"), SYSTEM_UNIT).unwrap();
+            fs::write(control.join("vm-scenario.service"), SYSTEM_UNIT).unwrap();
         }
 
         // QEMU.
@@ -2144,10 +2144,10 @@ if [ -n "$SYSROOT" ]; then
       [ "$need" = optional ] || die "cannot load module $name: $(cat /tmp/insmod.err)"
     fi
   done <"$N/tandem-run/.tandem/modules"
-  cp "$N/tandem-run/.tandem/tandem-scenario.service" "$N/etc/systemd/system/" \
+  cp "$N/tandem-run/.tandem/vm-scenario.service" "$N/etc/systemd/system/" \
     || die "cannot install the scenario service"
   mkdir -p "$N/etc/systemd/system/multi-user.target.wants"
-  ln -sf ../tandem-scenario.service "$N/etc/systemd/system/multi-user.target.wants/"
+  ln -sf ../vm-scenario.service "$N/etc/systemd/system/multi-user.target.wants/"
   echo /sbin/modprobe >/proc/sys/kernel/modprobe
   mount --move /dev "$N/dev"
   mount --move /sys "$N/sys"
