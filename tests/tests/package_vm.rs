@@ -296,6 +296,12 @@ fn a_fresh_box_installs_the_package_and_runs_its_hardened_units_until_purged_in_
             .trim(),
         "1"
     );
+    // Also under the macvlan it created after the sandbox was set up.
+    assert_eq!(
+        b.sh_ok("cat /proc/sys/net/ipv6/conf/vrrp.51/disable_ipv6")
+            .trim(),
+        "1"
+    );
     // healthd programs kernel IPVS (loaded on demand) and pings with a
     // raw socket...
     wait_for(&mut b, "ipvsctl list | grep -F -- '-> 10.0.2.15:80'", 20);
