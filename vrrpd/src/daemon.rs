@@ -504,7 +504,7 @@ impl Daemon {
             for vip in &rt.vips {
                 match remove_vip_if_present(&self.nl, vip).await {
                     Ok(true) => {
-                        info!(instance = %rt.cfg.name, "removed {} from {}: left behind by an earlier run", vip.addr, vip.ifname)
+                        info!(instance = %rt.cfg.name, "removing {} from {}: left behind by an earlier run", vip.addr, vip.ifname)
                     }
                     Ok(false) => {}
                     Err(e) => warn!(instance = %rt.cfg.name, "{e}"),

@@ -266,17 +266,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_page_escapes_names_and_says_which_daemon_is_down() {
-        let config = config::parse("[node]\nname = \"lb<1>\"\n", "t.toml");
+    fn the_page_names_the_node_and_says_which_daemon_is_down() {
+        let config = config::parse("[node]\nname = \"lb1\"\n", "t.toml");
         let page = render(
             Path::new("/etc/tandem/tandem.toml"),
             &config,
             Err("connection refused".into()),
             Err("no such file".into()),
         );
-        assert!(page.contains("<h1>lb&lt;1&gt;</h1>"), "{page}");
+        assert!(page.contains("<h1>lb1</h1>"), "{page}");
+        assert!(page.contains("configuration /etc/tandem/tandem.toml: valid"));
         assert!(page.contains("tandem-vrrpd does not answer: connection refused"));
         assert!(page.contains("tandem-healthd does not answer: no such file"));
-        assert!(page.contains("configuration /etc/tandem/tandem.toml: valid"));
+    }
+
+    #[test]
+    fn a_refused_configuration_is_shown_escaped() {
+        let config = config::parse("[node]\nname = \"lb<1>\"\n", "t.toml");
+        let page = render(
+            Path::new("/etc/tandem/tandem.toml"),
+            &config,
+            Err("down".into()),
+            Err("down".into()),
+        );
+        assert!(page.contains("configuration refused"), "{page}");
+        assert!(page.contains("&quot;lb&lt;1&gt;&quot;"), "{page}");
+        assert!(!page.contains("lb<1>"), "{page}");
     }
 }
