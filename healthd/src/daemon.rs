@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipvsctl::reconcile::{Options as PlanOptions, plan};
-use ipvsctl::types::{ServiceKey, Table};
+use ipvsctl::types::{ServiceKey, SyncDaemon, Table};
 use ipvsctl::{Dataplane, Kernel};
 use tandem_model::api::{
     ApiError, DaemonInfo, DataplaneStatus, EventKind, HealthdStatus, ReloadResult, now_millis,
@@ -19,10 +19,9 @@ use tandem_model::control::EventLog;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, ProbeRef};
 use crate::health::Outcome;
 use crate::probe::Prober;
-use crate::spec::ProbeSpec;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -57,10 +56,13 @@ pub enum Signal {
 
 pub enum Input {
     Probe {
-        spec: Box<ProbeSpec>,
+        probe: ProbeRef,
         outcome: Outcome,
     },
     Synced(Result<Synced, String>),
+    /// The state of the instance connection sync follows (None: vrrpd
+    /// cannot be reached).
+    VrrpState(Option<tandem_model::api::VrrpState>),
     Command(Command),
     Signal(Signal),
 }
@@ -70,6 +72,8 @@ pub struct Synced {
     /// The kernel's table after the sync.
     pub table: Table,
     pub operations: usize,
+    /// The sync daemon running, when connection sync is configured.
+    pub sync_daemon: Option<SyncDaemon>,
 }
 
 /// A request to the IPVS thread: make the managed services look like
@@ -77,6 +81,8 @@ pub struct Synced {
 struct SyncRequest {
     desired: Table,
     managed: BTreeSet<ServiceKey>,
+    /// The connection sync daemon that should run, if configured.
+    sync_daemon: Option<SyncDaemon>,
 }
 
 /// Starts the thread that owns the netlink socket. It connects lazily
@@ -123,11 +129,16 @@ fn sync_once(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, S
             .cloned()
             .collect(),
     );
+    let daemon_ops = match &req.sync_daemon {
+        Some(want) => sync_daemon(k, want)?,
+        None => 0,
+    };
     let ops = plan(&req.desired, &managed, PlanOptions { prune: true });
     if ops.is_empty() {
         return Ok(Synced {
             table: current,
-            operations: 0,
+            operations: daemon_ops,
+            sync_daemon: req.sync_daemon.clone(),
         });
     }
     for op in &ops {
@@ -137,8 +148,34 @@ fn sync_once(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, S
     let table = k.dump().map_err(|e| e.to_string())?;
     Ok(Synced {
         table,
-        operations: ops.len(),
+        operations: ops.len() + daemon_ops,
+        sync_daemon: req.sync_daemon.clone(),
     })
+}
+
+/// Makes `want` the only sync daemon running (a director is either the
+/// sender or a receiver of the connection table). Returns the operations.
+fn sync_daemon(k: &mut Kernel, want: &SyncDaemon) -> Result<usize, String> {
+    let running = k.daemons().map_err(|e| e.to_string())?;
+    let mut ops = 0;
+    let same = |d: &SyncDaemon| {
+        d.role == want.role && d.interface == want.interface && d.sync_id == want.sync_id
+    };
+    for d in running.iter().filter(|d| !same(d)) {
+        k.stop_daemon(d.role).map_err(|e| e.to_string())?;
+        ops += 1;
+    }
+    if !running.iter().any(same) {
+        k.start_daemon(want).map_err(|e| e.to_string())?;
+        info!(
+            "connection sync: {} on {}, sync id {}",
+            want.role.name(),
+            want.interface,
+            want.sync_id
+        );
+        ops += 1;
+    }
+    Ok(ops)
 }
 
 /// Operator drains, kept across restarts.
@@ -201,7 +238,30 @@ pub struct Daemon {
     state_dir: PathBuf,
     /// An instant and its Unix time, for stable timestamps in the status.
     anchor: (Instant, u64),
+    last_sync: Option<Instant>,
+    /// A status was asked for since the last sync.
+    status_asked: bool,
+    /// vrrpd's state of the instance connection sync follows.
+    vrrp_state: Option<tandem_model::api::VrrpState>,
+    vrrp_task: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// The longest healthd goes without comparing the table with the kernel's.
+const RESYNC: Duration = Duration::from_secs(10);
+/// The grid probe starts are gathered on.
+const SLACK: Duration = Duration::from_millis(10);
+
+/// The first point of the SLACK grid (counted from `epoch`) at or after `t`.
+fn on_grid(epoch: Instant, t: Instant) -> Instant {
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let step = SLACK.as_nanos();
+    epoch + Duration::from_nanos((since.div_ceil(step) * step) as u64)
+}
+
+/// Inputs handled per wakeup.
+const BATCH: usize = 512;
+/// How long the loop sleeps with no probe scheduled.
+const IDLE: Duration = Duration::from_secs(3600);
 
 impl Daemon {
     pub async fn new(opts: Options, tx: mpsc::Sender<Input>) -> Result<Daemon, DaemonError> {
@@ -270,6 +330,10 @@ impl Daemon {
             sync_wanted: true,
             state_dir,
             anchor: (Instant::now(), now_millis()),
+            last_sync: None,
+            status_asked: false,
+            vrrp_state: None,
+            vrrp_task: None,
         })
     }
 
@@ -279,6 +343,38 @@ impl Daemon {
 
     pub fn socket_path(&self) -> PathBuf {
         socket_path(&self.opts, &self.config)
+    }
+
+    /// The sync daemon the configuration and vrrpd's state call for.
+    fn sync_daemon(&self) -> Option<SyncDaemon> {
+        let cs = self.config.connection_sync.as_ref()?;
+        let vrid = self
+            .config
+            .vrrp_instance(&cs.instance)
+            .map_or(0, |i| i.vrid);
+        Some(SyncDaemon {
+            role: crate::vrrp::role(self.vrrp_state),
+            interface: cs.interface.clone(),
+            sync_id: cs.sync_id.unwrap_or(vrid) as u32,
+            max_len: None,
+            group: None,
+            port: None,
+            ttl: None,
+        })
+    }
+
+    /// Whether the periodic tick should sync: a server is leaving (its
+    /// connections are watched), the last sync failed, someone asked for
+    /// the status (fresh counters), or it has been `RESYNC` since the last
+    /// sync (a table changed behind healthd's back is put right). A dump
+    /// per second regardless cost more than the checks themselves with a
+    /// thousand real servers under emulation.
+    fn resync_due(&self) -> bool {
+        let age = self.last_sync.map_or(Duration::MAX, |t| t.elapsed());
+        self.engine.leaving()
+            || !self.dataplane.ok
+            || (self.status_asked && age >= Duration::from_secs(1))
+            || age >= RESYNC
     }
 
     fn request_sync(&mut self) {
@@ -292,7 +388,14 @@ impl Daemon {
         managed.extend(self.retired.iter().copied());
         self.sync_in_flight = true;
         self.sync_wanted = false;
-        let _ = self.ipvs.send(SyncRequest { desired, managed });
+        self.status_asked = false;
+        self.last_sync = Some(now);
+        let sync_daemon = self.sync_daemon();
+        let _ = self.ipvs.send(SyncRequest {
+            desired,
+            managed,
+            sync_daemon,
+        });
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<(), DaemonError> {
@@ -300,42 +403,78 @@ impl Daemon {
             version: self.info.version.clone(),
         });
         info!(probes = self.engine.probes(), "checking");
+        self.follow_vrrp();
         self.request_sync();
-        // The table is compared with the kernel's at least this often:
-        // stats for /status, servers leaving once idle, and a table
-        // someone else changed put right.
+        // Every change of health, drain or configuration syncs at once;
+        // this tick syncs besides when something needs watching (see
+        // `resync_due`).
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let deadline = self.engine.next_deadline();
-            let input = tokio::select! {
+        // One timer, moved only when the next probe's time changes, and
+        // inputs taken in batches: with ten thousand results a second, a
+        // new timer and a wakeup per result cost more than the probes.
+        let timer = tokio::time::sleep(IDLE);
+        tokio::pin!(timer);
+        let epoch = Instant::now();
+        let mut armed: Option<Instant> = None;
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut stop = false;
+        while !stop {
+            // Probe starts are gathered on a grid of SLACK: a thousand
+            // probes a second then wake the loop a hundred times, not a
+            // thousand (a wakeup costs more than a probe); a check starts
+            // at most SLACK late.
+            let deadline = self.engine.next_deadline().map(|d| on_grid(epoch, d));
+            if deadline != armed {
+                let at = deadline.unwrap_or_else(|| Instant::now() + IDLE);
+                timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                armed = deadline;
+            }
+            tokio::select! {
                 biased;
-                i = rx.recv() => i,
-                _ = sleep_until(deadline) => None,
-                _ = tick.tick() => {
-                    self.request_sync();
-                    continue;
+                n = rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
                 }
-            };
-            let now = Instant::now();
-            match input {
-                None => self.start_due(now),
-                Some(Input::Probe { spec, outcome }) => {
-                    let events = self.engine.record(now, &spec, outcome);
-                    if !events.is_empty() {
-                        self.publish(events);
+                _ = &mut timer => armed = None,
+                _ = tick.tick() => {
+                    if self.resync_due() {
                         self.request_sync();
                     }
-                    self.start_due(now);
+                    continue;
                 }
-                Some(Input::Synced(r)) => self.synced(r),
-                Some(Input::Command(c)) => self.command(c),
-                Some(Input::Signal(Signal::Reload)) => {
-                    let (tx, _) = oneshot::channel();
-                    self.command(Command::Reload(tx));
-                }
-                Some(Input::Signal(Signal::Terminate)) => break,
             }
+            let now = Instant::now();
+            let mut changed = false;
+            for input in batch.drain(..) {
+                match input {
+                    Input::Probe { probe, outcome } => {
+                        let events = self.engine.record(now, probe, outcome);
+                        if !events.is_empty() {
+                            self.publish(events);
+                            changed = true;
+                        }
+                    }
+                    Input::Synced(r) => self.synced(r),
+                    Input::VrrpState(state) => {
+                        if crate::vrrp::role(state) != crate::vrrp::role(self.vrrp_state) {
+                            changed = true;
+                        }
+                        self.vrrp_state = state;
+                    }
+                    Input::Command(c) => self.command(c),
+                    Input::Signal(Signal::Reload) => {
+                        let (tx, _) = oneshot::channel();
+                        self.command(Command::Reload(tx));
+                    }
+                    Input::Signal(Signal::Terminate) => stop = true,
+                }
+            }
+            if changed {
+                self.request_sync();
+            }
+            self.start_due(now);
         }
         // The table stays as it is: the next healthd adopts it, and
         // traffic keeps flowing meanwhile.
@@ -344,18 +483,32 @@ impl Daemon {
         Ok(())
     }
 
+    /// Connection sync follows vrrpd's state of its instance.
+    fn follow_vrrp(&mut self) {
+        if let Some(t) = self.vrrp_task.take() {
+            t.abort();
+        }
+        if let Some(cs) = &self.config.connection_sync {
+            let dir = self
+                .opts
+                .socket_dir
+                .clone()
+                .unwrap_or_else(|| self.config.node.socket_dir.clone());
+            self.vrrp_task = Some(tokio::spawn(crate::vrrp::watch(
+                dir.join("vrrpd.sock"),
+                cs.instance.clone(),
+                self.tx.clone(),
+            )));
+        }
+    }
+
     fn start_due(&mut self, now: Instant) {
-        for spec in self.engine.due(now) {
+        for (probe, spec) in self.engine.due(now) {
             let prober = self.prober.clone();
             let tx = self.tx.clone();
             tokio::spawn(async move {
                 let outcome = prober.run(&spec).await;
-                let _ = tx
-                    .send(Input::Probe {
-                        spec: Box::new(spec),
-                        outcome,
-                    })
-                    .await;
+                let _ = tx.send(Input::Probe { probe, outcome }).await;
             });
         }
     }
@@ -401,6 +554,14 @@ impl Daemon {
                 self.dataplane.error = None;
                 self.dataplane.last_sync = Some(now_millis());
                 self.dataplane.operations += s.operations as u64;
+                self.dataplane.connection_sync = s.sync_daemon.map(|d| {
+                    format!(
+                        "{} on {}, sync id {}",
+                        d.role.name(),
+                        d.interface,
+                        d.sync_id
+                    )
+                });
                 self.retired.retain(|k| {
                     self.current.service(k).is_some() && !self.engine.keys().contains(k)
                 });
@@ -421,6 +582,7 @@ impl Daemon {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Status(reply) => {
+                self.status_asked = true;
                 let _ = reply.send(self.status());
             }
             Command::Drain {
@@ -487,7 +649,11 @@ impl Daemon {
                     .virtual_servers
                     .len()
                     .saturating_sub(changes.iter().filter(|c| !c.ends_with(": removed")).count());
+                let follow = self.config.connection_sync != new.connection_sync;
                 self.config = new;
+                if follow {
+                    self.follow_vrrp();
+                }
                 self.info.config_loaded_at = now_millis();
                 info!("reloaded: {} change(s)", changes.len());
                 self.events.publish(EventKind::Reloaded {
@@ -511,12 +677,5 @@ impl Daemon {
             dataplane: self.dataplane.clone(),
             virtual_servers: self.engine.status(self.anchor, &self.current),
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
     }
 }

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 pub use tandem_model::api::HealthState;
+use tandem_model::api::LatencyHistogram;
 
 /// What one probe found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +55,7 @@ pub struct Health {
     last: Option<(Instant, Outcome)>,
     checks: u64,
     failures: u64,
+    latency: LatencyHistogram,
 }
 
 impl Health {
@@ -71,6 +73,7 @@ impl Health {
             last: None,
             checks: 0,
             failures: 0,
+            latency: LatencyHistogram::default(),
         }
     }
 
@@ -90,6 +93,11 @@ impl Health {
         self.last.as_ref()
     }
 
+    /// Every check's latency since this server was configured.
+    pub fn latency(&self) -> &LatencyHistogram {
+        &self.latency
+    }
+
     pub fn checks(&self) -> u64 {
         self.checks
     }
@@ -107,6 +115,7 @@ impl Health {
     /// Records one result; returns the change it caused, if any.
     pub fn record(&mut self, now: Instant, outcome: Outcome) -> Option<Change> {
         self.checks += 1;
+        self.latency.observe(outcome.latency.as_millis() as u64);
         if !outcome.ok {
             self.failures += 1;
         }
@@ -214,5 +223,20 @@ mod tests {
         h.record(t, bad("timeout after 1s"));
         assert_eq!(h.state(), HealthState::Down);
         assert_eq!(h.reason(), "timeout after 1s");
+    }
+
+    #[test]
+    fn every_checks_latency_lands_in_the_histogram() {
+        let t = Instant::now();
+        let mut h = Health::new(t, 1, 1, HealthState::Unknown, "");
+        h.record(t, Outcome::up("HTTP 200", Duration::from_millis(3)));
+        h.record(
+            t,
+            Outcome::down("timeout after 1s", Duration::from_millis(1000)),
+        );
+        let l = h.latency();
+        assert_eq!((l.count, l.sum_ms), (2, 1003));
+        let le = |ms| l.counts[l.le_ms.iter().position(|&b| b == ms).unwrap()];
+        assert_eq!((le(2), le(5), le(500), le(1000)), (0, 1, 1, 2));
     }
 }

@@ -5,7 +5,8 @@
 //! [`spec`] (what to probe, shared between virtual servers), and
 //! [`engine`], which puts them together and decides the IPVS table. The
 //! adapters:
-//! [`probe`] (ICMP, TCP, HTTP(S), scripts), [`daemon`] (the loop and the
+//! [`probe`] (ICMP, TCP, HTTP(S), scripts), [`vrrp`] (vrrpd's state, for
+//! connection sync), [`daemon`] (the loop and the
 //! IPVS thread), [`control`] (the control API).
 
 pub mod control;
@@ -17,3 +18,4 @@ pub mod quorum;
 pub mod report;
 pub mod schedule;
 pub mod spec;
+pub mod vrrp;

@@ -103,8 +103,10 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the loop and thousands of probes a second are I/O;
+    // moving them between threads cost more (wakeups, futexes) than it
+    // gained, as perf showed.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -31,6 +31,9 @@ pub fn render(st: &HealthdStatus, now: UnixMillis) -> String {
             (false, None) => "not synced yet".into(),
         }
     );
+    if let Some(sync) = &st.dataplane.connection_sync {
+        out.push_str(&format!("connection sync: {sync}\n"));
+    }
     for vs in &st.virtual_servers {
         out.push_str(&format!(
             "\n{} {} {} {}: {} of {} up, quorum {} {}{}\n",

@@ -64,10 +64,15 @@ impl<K: Hash + Eq + Clone> Schedule<K> {
 
     /// Adds a probe; its first run is `phase` into its first interval.
     pub fn add(&mut self, key: K, interval: Duration, now: Instant) {
+        let at = now + phase(&key, interval);
+        self.add_at(key, interval, at);
+    }
+
+    /// Adds a probe whose first run is at `next`.
+    pub fn add_at(&mut self, key: K, interval: Duration, next: Instant) {
         if self.entries.contains_key(&key) {
             return;
         }
-        let next = now + phase(&key, interval);
         self.entries.insert(
             key.clone(),
             Entry {
@@ -117,6 +122,12 @@ impl<K: Hash + Eq + Clone> Schedule<K> {
         e.next = (e.next + e.interval).max(now);
         let at = e.next;
         self.enqueue(key.clone(), at);
+    }
+
+    /// When `key` runs next (or, while it runs, when this run started),
+    /// and whether it is running.
+    pub fn next_run(&self, key: &K) -> Option<(Instant, bool)> {
+        self.entries.get(key).map(|e| (e.next, e.running))
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {

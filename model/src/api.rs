@@ -134,6 +134,9 @@ pub struct InstanceCounters {
     pub priority_zero_sent: u64,
     pub priority_zero_received: u64,
     pub became_master: u64,
+    /// State transitions of any kind.
+    #[serde(default)]
+    pub transitions: u64,
     pub announcements_sent: u64,
     /// Received packets dropped, by reason (`ttl`, `checksum`, ...).
     pub drops: BTreeMap<String, u64>,
@@ -197,6 +200,9 @@ pub struct DataplaneStatus {
     pub last_sync: Option<UnixMillis>,
     /// Netlink operations applied since start.
     pub operations: u64,
+    /// The connection sync daemon running: "master on eth0, sync id 51".
+    #[serde(default)]
+    pub connection_sync: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +243,45 @@ pub struct RealServerStatus {
     pub active_conns: u32,
     pub inactive_conns: u32,
     pub stats: Option<IpvsStats>,
+    /// Latencies of every check since the server was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_latency: Option<LatencyHistogram>,
+}
+
+/// Upper bounds of [`LatencyHistogram`]'s buckets, in milliseconds.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+/// A cumulative histogram of check latencies (the shape Prometheus
+/// histograms have): `counts[i]` checks took at most `le_ms[i]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyHistogram {
+    pub le_ms: Vec<u64>,
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum_ms: u64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            le_ms: LATENCY_BUCKETS_MS.to_vec(),
+            counts: vec![0; LATENCY_BUCKETS_MS.len()],
+            count: 0,
+            sum_ms: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn observe(&mut self, ms: u64) {
+        for (le, c) in self.le_ms.iter().zip(self.counts.iter_mut()) {
+            if ms <= *le {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms += ms;
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,6 +53,10 @@ pub fn instance(name: &str, vrid: u8, priority: u8, vips: &[&str], extra: &str) 
     )
 }
 
+/// How long a daemon may take to answer on its socket: seconds on a busy
+/// machine, more under emulation in the test VM.
+const START: Duration = Duration::from_secs(45);
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,12 +122,12 @@ impl Vrrpd {
         cmd.env("NO_COLOR", "1");
         let mut p = lab.spawn_cmd(&self.host, &format!("vrrpd{}", self.runs), cmd);
         let client = Client::new(self.socket());
-        let up = wait_until(Duration::from_secs(10), || {
+        let up = wait_until(START, || {
             block_on(client.get::<serde_json::Value>("/status")).is_ok()
         });
         if up.is_none() {
             panic!(
-                "vrrpd on {} did not answer on {} within 10 s:\n{}",
+                "vrrpd on {} did not answer on {} within {START:?}:\n{}",
                 self.host.name,
                 self.socket().display(),
                 p.output()
@@ -218,31 +222,49 @@ pub struct Keepalived {
 }
 
 impl Keepalived {
+    /// keepalived's VRRP alone.
     pub fn start(lab: &Lab, host: &Host, conf: &str) -> Keepalived {
+        Keepalived::launch(lab, host, conf, true)
+    }
+
+    /// keepalived whole: VRRP and the checkers that program IPVS.
+    pub fn start_full(lab: &Lab, host: &Host, conf: &str) -> Keepalived {
+        Keepalived::launch(lab, host, conf, false)
+    }
+
+    fn launch(lab: &Lab, host: &Host, conf: &str, vrrp_only: bool) -> Keepalived {
         let dir = lab.dir().join(format!("keepalived-{}", host.name));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("keepalived.conf");
         std::fs::write(&path, conf).unwrap();
         let pid = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        let mut argv = vec![
+            "keepalived",
+            "--dont-fork",
+            "--log-console",
+            "--log-detail",
+            "--dont-respawn",
+        ];
+        if vrrp_only {
+            argv.push("--vrrp");
+        }
         let p = lab.spawn(
             host,
             "keepalived",
             &[
-                "keepalived",
-                "--dont-fork",
-                "--log-console",
-                "--log-detail",
-                "--vrrp",
-                "--dont-respawn",
-                "--use-file",
-                path.to_str().unwrap(),
-                "--pid",
-                &pid("keepalived.pid"),
-                "--vrrp_pid",
-                &pid("vrrp.pid"),
-                "--checkers_pid",
-                &pid("checkers.pid"),
-            ],
+                argv.as_slice(),
+                &[
+                    "--use-file",
+                    path.to_str().unwrap(),
+                    "--pid",
+                    &pid("keepalived.pid"),
+                    "--vrrp_pid",
+                    &pid("vrrp.pid"),
+                    "--checkers_pid",
+                    &pid("checkers.pid"),
+                ],
+            ]
+            .concat(),
         );
         Keepalived { proc: p }
     }
@@ -413,7 +435,7 @@ impl Healthd {
         cmd.env("NO_COLOR", "1");
         let mut p = lab.spawn_cmd(&self.host, &format!("healthd{}", self.runs), cmd);
         let client = Client::new(self.socket());
-        let up = wait_until(Duration::from_secs(10), || {
+        let up = wait_until(START, || {
             block_on(client.get::<serde_json::Value>("/status")).is_ok()
         });
         if up.is_none() {

@@ -4,15 +4,24 @@
 //!   talking over a real (virtual) wire on this machine.
 //! - [`cluster`]: directors running vrrpd (or keepalived) and a client in
 //!   such a lab.
+//! - [`e2e`]: the whole appliance (client, directors, real servers) with
+//!   a load and long-lived connections.
+//! - [`fake`]: fake vrrpd and healthd control sockets with canned status,
+//!   for the web UI's tests and benchmark.
+//! - [`webui`]: the web UI's binary on a loopback port, and headless
+//!   Chromium driving it through WebDriver.
 //! - [`vm`]: a QEMU VM booting Debian's kernel, for what needs kernel
 //!   modules this machine lacks (IPVS); tests can run their own body
 //!   inside it, or boot a Debian system with systemd.
 //! - [`package`]: the `tandem` Debian package, built for the tests.
 
 pub mod cluster;
+pub mod e2e;
+pub mod fake;
 pub mod netns;
 pub mod package;
 pub mod vm;
+pub mod webui;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -369,7 +369,7 @@ fn a_fresh_box_installs_the_package_and_runs_its_hardened_units_until_purged_in_
         "{page}"
     );
     assert!(
-        page.contains("<td>web</td>") && page.contains("MASTER"),
+        page.contains("<tr id=\"instance-web\">") && page.contains("data-state=\"MASTER\""),
         "{page}"
     );
     assert_eq!(caps(&mut b, "tandem-webui").lines().count(), 2);

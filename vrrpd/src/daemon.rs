@@ -1201,6 +1201,7 @@ impl Daemon {
                 let rt = &mut self.rts[i];
                 let priority = self.node.members[i].inst.priority();
                 info!(instance = %rt.cfg.name, "{from} -> {to}: {reason}");
+                rt.counters.transitions += 1;
                 if to == VrrpState::Master {
                     rt.counters.became_master += 1;
                 }

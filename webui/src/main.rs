@@ -1,30 +1,26 @@
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::response::Html;
-use axum::routing::get;
+use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser, Subcommand};
-use tandem_model::api::{HealthdStatus, VrrpdStatus};
-use tandem_model::config::{self, Config};
-use tandem_model::control::Client;
+use tandem_model::config;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
+use webui::server::{App, Options};
 
-/// tandem's web UI: cluster status and safe configuration editing.
+/// tandem's web UI: the cluster's state, the virtual servers, events,
+/// drains and handovers, and safe edits of the configuration file, over
+/// the daemons' control sockets. Also a JSON API and /metrics.
 ///
-/// This build serves a read-only status page of this director (its VRRP
-/// instances and virtual servers, read from the daemons' control sockets)
-/// on the `[webui] listen` address, loopback only: it has no login, so it
-/// refuses an address other hosts can reach, and TLS.
+/// Without a subcommand it runs the server (listening on [webui] listen,
+/// 127.0.0.1:8080 by default).
 ///
 /// Examples:
 ///   tandem-webui --check /etc/tandem/tandem.toml
-///   tandem-webui --config /etc/tandem/tandem.toml
-///   ssh -L 8080:127.0.0.1:8080 lb1     # then browse http://127.0.0.1:8080/
+///   tandem-webui hash-password            # prints an argon2 PHC string
+///   tandem-webui --listen 127.0.0.1:9090
 #[derive(Parser)]
 #[command(name = "tandem-webui", version, verbatim_doc_comment)]
 struct Args {
@@ -32,13 +28,19 @@ struct Args {
     /// (0: clean, 1: refused).
     #[arg(long, value_name = "CONFIG")]
     check: Option<PathBuf>,
-    /// The configuration file.
-    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
+    /// The configuration file (read, and written by the config page).
+    #[arg(long, short, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
     /// Directory of the daemons' control sockets (overrides [node] socket_dir).
     #[arg(long)]
     socket_dir: Option<PathBuf>,
-    /// Log filter (RUST_LOG syntax), e.g. "info" or "debug".
+    /// Listen here instead of [webui] listen (port 0: any free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Previous versions of the configuration to keep (FILE.1 ... FILE.N).
+    #[arg(long, default_value_t = 10)]
+    backups: usize,
+    /// Log filter (RUST_LOG syntax), e.g. "info" or "webui=debug".
     #[arg(long, env = "TANDEM_LOG", default_value = "info")]
     log: String,
     #[command(subcommand)]
@@ -47,6 +49,10 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Read a password (from the terminal without echo, or one line of
+    /// standard input) and print its argon2id hash for [[webui.user]]
+    /// password_hash.
+    HashPassword,
     /// Print a shell completion script (e.g. `completions bash`).
     Completions { shell: clap_complete::Shell },
     /// Write the manual pages (section 8) into DIR, as the package ships them.
@@ -60,6 +66,18 @@ fn main() -> ExitCode {
         return config::run_check(&path);
     }
     match args.command {
+        Some(Cmd::HashPassword) => {
+            return match hash_password() {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tandem-webui: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(Cmd::Completions { shell }) => {
             clap_complete::generate(
                 shell,
@@ -83,10 +101,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -96,7 +115,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args.config, args.socket_dir)) {
+    match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -106,191 +125,137 @@ fn main() -> ExitCode {
     }
 }
 
-struct Ui {
-    config_path: PathBuf,
-    socket_dir: Option<PathBuf>,
+fn hash_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = read_hidden("Password: ")?;
+        let second = read_hidden("Again: ")?;
+        if first != second {
+            bail!("the two passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    Ok(webui::auth::hash_password(&password)?)
 }
 
-async fn run(config_path: PathBuf, socket_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = config::load(&config_path)?;
-    let listen = config.webui.listen;
-    // Without a login, anyone who reaches the port reads the director's
-    // state: only this host's users may.
-    if !listen.ip().is_loopback() {
-        anyhow::bail!(
-            "[webui] listen {listen}: this build has no login and serves loopback addresses only"
+/// One line from the terminal with echo off (restored whatever happens).
+fn read_hidden(prompt: &str) -> anyhow::Result<String> {
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .context("opening the terminal")?;
+    tty.write_all(prompt.as_bytes())?;
+    tty.flush()?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&tty);
+    // SAFETY: a zeroed termios is a valid buffer for tcgetattr to fill.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is the open terminal; term is a valid termios.
+    if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
+        bail!("cannot read the terminal's settings");
+    }
+    let saved = term;
+    term.c_lflag &= !libc::ECHO;
+    term.c_lflag |= libc::ECHONL;
+    // SAFETY: as above, with the settings just read and changed.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    // SAFETY: restores what tcgetattr gave.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listen = args.listen.unwrap_or(cfg.webui.listen);
+    if cfg.webui.users.is_empty() {
+        if !listen.ip().is_loopback() {
+            bail!(
+                "listen {listen} is reachable from other hosts but no [[webui.user]] is defined: add users (password hashes from `tandem-webui hash-password`) or listen on 127.0.0.1"
+            );
+        }
+        warn!(
+            "no [[webui.user]] in {}: serving read-only, without login, on loopback only",
+            args.config.display()
         );
     }
-    if config.webui.tls_cert.is_some() {
-        anyhow::bail!("[webui] tls_cert: this build serves plain HTTP on loopback only");
-    }
-    let listener = tokio::net::TcpListener::bind(listen)
+    let tls = match (&cfg.webui.tls_cert, &cfg.webui.tls_key) {
+        (Some(c), Some(k)) => Some(webui::tls::server_config(c, k)?),
+        _ => None,
+    };
+    let socket_dir = args
+        .socket_dir
+        .clone()
+        .unwrap_or_else(|| cfg.node.socket_dir.clone());
+    let app = App::new(
+        Options {
+            config_path: args.config.clone(),
+            socket_dir: socket_dir.clone(),
+            backups: args.backups,
+            tls: tls.is_some(),
+            clock: webui::system_clock(),
+            limits: Default::default(),
+        },
+        &cfg,
+    );
+    app.spawn_followers();
+    let router = webui::server::router(app.clone());
+    let tcp = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let ui = Arc::new(Ui {
-        config_path,
-        socket_dir,
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = tcp.local_addr()?;
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let reload_app = app.clone();
+    let config_path = args.config.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // The users and the session timeout; the listener and TLS
+            // need a restart.
+            match config::load(&config_path) {
+                Ok(c) => {
+                    reload_app.apply_settings(&c);
+                    info!("SIGHUP: users and session timeout re-read");
+                }
+                Err(e) => warn!("SIGHUP: configuration refused, keeping the users:\n{e}"),
+            }
+        }
     });
-    let app = Router::new().route("/", get(page)).with_state(ui);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let stop = async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                // The page reads the file on every request: only the
-                // listen address is fixed at start.
-                _ = hup.recv() => warn!("reload: pages already follow the file; a new listen address needs a restart"),
-            }
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     };
-    info!(%listen, "serving");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await?;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    info!("stopped");
-    Ok(())
-}
-
-async fn page(State(ui): State<Arc<Ui>>) -> Html<String> {
-    let loaded = config::load(&ui.config_path);
-    let dir = match (&ui.socket_dir, &loaded) {
-        (Some(d), _) => d.clone(),
-        (None, Ok(c)) => c.node.socket_dir.clone(),
-        (None, Err(_)) => config::DEFAULT_SOCKET_DIR.into(),
-    };
-    let vrrpd = Client::new(dir.join("vrrpd.sock"))
-        .get::<VrrpdStatus>("/status")
-        .await;
-    let healthd = Client::new(dir.join("healthd.sock"))
-        .get::<HealthdStatus>("/status")
-        .await;
-    Html(render(
-        &ui.config_path,
-        &loaded,
-        vrrpd.map_err(|e| e.to_string()),
-        healthd.map_err(|e| e.to_string()),
-    ))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn render(
-    config_path: &Path,
-    config: &Result<Config, config::ConfigError>,
-    vrrpd: Result<VrrpdStatus, String>,
-    healthd: Result<HealthdStatus, String>,
-) -> String {
-    let node = match config {
-        Ok(c) => c.node_name(),
-        Err(_) => "tandem".to_string(),
-    };
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0}: tandem</title></head><body>\n<h1>{0}</h1>\n",
-        esc(&node)
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(
+        config = %args.config.display(),
+        sockets = %socket_dir.display(),
+        "listening on {scheme}://{local}"
     );
-    let _ = match config {
-        Ok(_) => writeln!(
-            h,
-            "<p>configuration {}: valid</p>",
-            esc(&config_path.display().to_string())
-        ),
-        Err(e) => writeln!(
-            h,
-            "<p>configuration refused: <pre>{}</pre></p>",
-            esc(&e.to_string())
-        ),
-    };
-    h.push_str("<h2>VRRP instances</h2>\n");
-    match vrrpd {
-        Ok(st) if st.instances.is_empty() => h.push_str("<p>none configured</p>\n"),
-        Ok(st) => {
-            h.push_str("<table><tr><th>instance</th><th>interface</th><th>VRID</th><th>state</th><th>priority</th><th>VIPs</th></tr>\n");
-            for i in &st.instances {
-                let _ = writeln!(
-                    h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&i.name),
-                    esc(&i.interface),
-                    i.vrid,
-                    i.state,
-                    i.effective_priority,
-                    esc(&i.virtual_ips.join(" "))
-                );
-            }
-            h.push_str("</table>\n");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    match tls {
+        Some(t) => {
+            let listener = webui::tls::TlsListener::new(tcp, t)?;
+            let service = router.into_make_service_with_connect_info::<webui::tls::PeerAddr>();
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await?
         }
-        Err(e) => {
-            let _ = writeln!(h, "<p>tandem-vrrpd does not answer: {}</p>", esc(&e));
+        None => {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(tcp, service)
+                .with_graceful_shutdown(shutdown)
+                .await?
         }
     }
-    h.push_str("<h2>Virtual servers</h2>\n");
-    match healthd {
-        Ok(st) if st.virtual_servers.is_empty() => h.push_str("<p>none configured</p>\n"),
-        Ok(st) => {
-            h.push_str("<table><tr><th>virtual server</th><th>service</th><th>up</th><th>quorum</th></tr>\n");
-            for v in &st.virtual_servers {
-                let _ = writeln!(
-                    h,
-                    "<tr><td>{}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>",
-                    esc(&v.name),
-                    esc(&v.service),
-                    v.up,
-                    v.real_servers.len(),
-                    if v.quorum_met { "met" } else { "lost" }
-                );
-            }
-            h.push_str("</table>\n");
-        }
-        Err(e) => {
-            let _ = writeln!(h, "<p>tandem-healthd does not answer: {}</p>", esc(&e));
-        }
-    }
-    h.push_str("</body></html>\n");
-    h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_page_names_the_node_and_says_which_daemon_is_down() {
-        let config = config::parse("[node]\nname = \"lb1\"\n", "t.toml");
-        let page = render(
-            Path::new("/etc/tandem/tandem.toml"),
-            &config,
-            Err("connection refused".into()),
-            Err("no such file".into()),
-        );
-        assert!(page.contains("<h1>lb1</h1>"), "{page}");
-        assert!(page.contains("configuration /etc/tandem/tandem.toml: valid"));
-        assert!(page.contains("tandem-vrrpd does not answer: connection refused"));
-        assert!(page.contains("tandem-healthd does not answer: no such file"));
-    }
-
-    #[test]
-    fn a_refused_configuration_is_shown_escaped() {
-        let config = config::parse("[node]\nname = \"lb<1>\"\n", "t.toml");
-        let page = render(
-            Path::new("/etc/tandem/tandem.toml"),
-            &config,
-            Err("down".into()),
-            Err("down".into()),
-        );
-        assert!(page.contains("configuration refused"), "{page}");
-        assert!(page.contains("&quot;lb&lt;1&gt;&quot;"), "{page}");
-        assert!(!page.contains("lb<1>"), "{page}");
-    }
+    Ok(())
 }

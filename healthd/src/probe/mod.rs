@@ -131,7 +131,6 @@ pub async fn connect(
         socket.bind(SocketAddr::new(src, 0))?;
     }
     let stream = socket.connect(target).await?;
-    stream.set_nodelay(true)?;
     // Closing a probe's connection resets it instead of leaving it in
     // TIME_WAIT: ten thousand checks a second would otherwise pile up
     // hundreds of thousands of them on the director (HAProxy's checks do

@@ -64,6 +64,8 @@ pub struct Config {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub virtual_servers: Vec<VirtualServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_sync: Option<ConnectionSync>,
     #[serde(default)]
     pub webui: WebUi,
 }
@@ -333,6 +335,23 @@ pub struct SyncGroup {
     /// `GROUP <name> <MASTER|BACKUP|FAULT|STOP> 0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<PathBuf>,
+}
+
+/// IPVS connection synchronisation (the kernel's sync daemon, keepalived's
+/// lvs_sync_daemon): the director that is master for `instance` sends its
+/// connection table, the others receive it, so established connections
+/// survive a failover. healthd starts and stops the daemons (it owns
+/// IPVS), following vrrpd's state of the instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSync {
+    /// The VRRP instance whose state decides master or backup.
+    pub instance: String,
+    /// Interface the sync messages go out of and come in on.
+    pub interface: String,
+    /// Sync id (0-255); the instance's vrid when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_id: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

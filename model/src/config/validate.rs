@@ -90,6 +90,29 @@ pub(crate) fn validate(config: &Config, line_of: LineOf<'_>) -> Vec<Finding> {
         config.virtual_servers.iter().map(|s| s.name.as_str()),
     );
     virtual_server_keys(&mut v, config);
+    if let Some(cs) = &config.connection_sync {
+        if config.vrrp_instance(&cs.instance).is_none() {
+            let known = names(config.vrrp_instances.iter().map(|s| &s.name));
+            v.err(
+                p!["connection_sync", "instance"],
+                format!("connection_sync follows instance \"{}\", which does not exist; defined: {known}", cs.instance),
+            );
+        }
+        if let Err(why) = check_ifname(&cs.interface) {
+            v.err(
+                p!["connection_sync", "interface"],
+                format!("interface \"{}\" {why}", cs.interface),
+            );
+        }
+        if let Some(id) = cs.sync_id {
+            if !(0..=255).contains(&id) {
+                v.err(
+                    p!["connection_sync", "sync_id"],
+                    format!("sync_id {id} is out of range: allowed 0-255"),
+                );
+            }
+        }
+    }
     webui(&mut v, &config.webui);
     v.findings
 }

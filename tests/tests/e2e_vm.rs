@@ -1,0 +1,154 @@
+//! The proof that tandem does its job, in the test VM: clients keep being
+//! served while directors and real servers die. Two directors run vrrpd
+//! and healthd; three real servers; a steady HTTP load (a request every
+//! 20 ms) and a long-lived TCP connection from the client.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tandem_model::api::VrrpState::{Backup, Master};
+use tandem_tests::e2e::{self, Load, LongConnection, Mode, TandemDirector};
+use tandem_tests::netns::wait_until;
+use tandem_tests::{binary, vm};
+
+const T: Duration = Duration::from_secs(20);
+
+#[track_caller]
+fn booted_outside() -> bool {
+    if vm::inside() {
+        return false;
+    }
+    let name = vm::current_test_name().expect("called from the test's thread");
+    binary("tandem-vrrpd");
+    binary("tandem-healthd");
+    let Some(machine) = vm::require(&name) else {
+        return true;
+    };
+    let out = machine
+        .scenario(&name)
+        .memory_mib(512)
+        .timeout(Duration::from_secs(300))
+        .run_test_fn(&name);
+    out.assert_success();
+    eprintln!("{name}: {:.1} s in the VM", out.elapsed.as_secs_f64());
+    true
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The whole story in one mode: failover under load with a connection
+/// that survives, a real server dying under load, the old master back.
+fn story(mode: Mode) {
+    let net = e2e::net(&format!("e2e_{mode:?}").to_lowercase(), mode, 3);
+    let _servers = e2e::start_servers(&net);
+    let mut lb1 = TandemDirector::start(&net, 0, &e2e::config(&net, 150, "200ms", "300ms"));
+    let lb2 = TandemDirector::start(&net, 1, &e2e::config(&net, 100, "200ms", "300ms"));
+    lb1.vrrpd.wait_state("web", Master, T);
+    lb2.vrrpd.wait_state("web", Backup, T);
+    // Both directors' tables are full, and lb1 sends its connections.
+    for d in [&lb1, &lb2] {
+        wait_until(T, || {
+            d.healthd.status().virtual_servers.iter().all(|v| v.up == 3)
+        })
+        .unwrap_or_else(|| panic!("not every real server is up: {:?}", d.healthd.status()));
+    }
+    wait_until(T, || {
+        lb1.healthd.status().dataplane.connection_sync.as_deref()
+            == Some("master on eth0, sync id 51")
+    })
+    .unwrap_or_else(|| panic!("{:?}", lb1.healthd.status().dataplane));
+    assert_eq!(
+        lb2.healthd.status().dataplane.connection_sync.as_deref(),
+        Some("backup on eth0, sync id 51")
+    );
+
+    let load = Load::start(&net, Duration::from_millis(20));
+    let long = LongConnection::open(&net);
+    long.carries(10, T).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let before = load.results();
+    assert!(
+        before.iter().filter(|r| r.1).count() > 50,
+        "the load is not served: {before:?}\n{}",
+        load.log()
+    );
+
+    // The master dies: daemons killed, cable cut.
+    let killed = now();
+    lb1.kill9();
+    net.lab.cut(&net.directors[0], "eth0");
+    lb2.vrrpd.wait_state("web", Master, T);
+    wait_until(T, || {
+        lb2.healthd.status().dataplane.connection_sync.as_deref()
+            == Some("master on eth0, sync id 51")
+    })
+    .expect("lb2 sends the connections now");
+    std::thread::sleep(Duration::from_secs(2));
+    let (failed, window) = e2e::outage(&load.results(), killed);
+    eprintln!("{mode:?}: master death cost {failed} requests, outage {window:?}");
+    // Master_Down_Interval at 200 ms is 0.72 s; requests time out after
+    // 0.3 s: a few dozen requests at most.
+    assert!(window < Duration::from_secs(3), "outage {window:?}");
+    assert!(failed < 100, "{failed} requests failed");
+    // The connection opened through lb1 goes on through lb2 (synced).
+    long.carries(10, T)
+        .unwrap_or_else(|e| panic!("the long-lived connection broke: {e}"));
+
+    // A real server dies: failures bounded by its detection time
+    // (fall 2 x interval 300 ms + timeout 200 ms), then none.
+    let died = now();
+    net.lab.cut(&net.servers[0], "eth0");
+    let http = |d: &TandemDirector| {
+        d.healthd
+            .status()
+            .virtual_servers
+            .into_iter()
+            .find(|v| v.name == "http")
+            .unwrap()
+    };
+    wait_until(T, || http(&lb2).up == 2).expect("lb2 takes rs1 out");
+    std::thread::sleep(Duration::from_secs(2));
+    let results = load.results();
+    let (failed, _) = e2e::outage(&results, died);
+    eprintln!("{mode:?}: a dead real server cost {failed} requests");
+    assert!(failed < 40, "{failed} requests failed");
+    let late: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 > died + 2.0 && !r.1)
+        .collect();
+    assert!(late.is_empty(), "failures after detection: {late:?}");
+
+    // The old master comes back and preempts: no second outage.
+    net.lab.heal(&net.directors[0], "eth0");
+    let back = now();
+    lb1.restart(&net.lab);
+    lb1.vrrpd.wait_state("web", Master, T);
+    lb2.vrrpd.wait_state("web", Backup, T);
+    std::thread::sleep(Duration::from_secs(2));
+    let (failed, window) = e2e::outage(&load.results(), back);
+    eprintln!("{mode:?}: preemption cost {failed} requests, outage {window:?}");
+    assert!(failed <= 5, "{failed} requests failed during preemption");
+    long.carries(5, T)
+        .unwrap_or_else(|e| panic!("the long-lived connection broke on preemption: {e}"));
+    load.stop();
+}
+
+#[test]
+fn in_dr_mode_clients_are_served_through_director_and_server_deaths() {
+    if booted_outside() {
+        return;
+    }
+    story(Mode::Dr);
+}
+
+#[test]
+fn in_nat_mode_with_the_gateway_vip_clients_are_served_through_director_and_server_deaths() {
+    if booted_outside() {
+        return;
+    }
+    story(Mode::Nat);
+}

@@ -1,0 +1,334 @@
+//! `/api/v1/...`: the pages as JSON, for scripts. The same users and roles;
+//! a session cookie needs the `X-CSRF-Token` header on POST, HTTP basic
+//! auth does not. `/metrics` lives here too.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tandem_model::api::ApiError;
+
+use crate::auth::role_name;
+use crate::configedit::{self, WriteError};
+use crate::daemons::{Daemon, Reach, ReloadOutcome};
+use crate::pages::{Applied, EventFilter, Same, apply_text, filtered_events, peers};
+use crate::server::{Admin, AppState, Via, Viewer};
+
+/// The JSON error body every API refusal has (the daemons' shape).
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+            diagnostics: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route("/status", get(status))
+        .route("/overview", get(overview))
+        .route("/virtual-servers", get(virtual_servers))
+        .route("/events", get(events))
+        .route("/config", get(config_get).post(config_apply))
+        .route("/config/validate", post(config_validate))
+        .route("/config/backups", get(config_backups))
+        .route("/config/rollback", post(config_rollback))
+        .route("/virtual-servers/{vs}/real-servers/{rs}/drain", post(drain))
+        .route(
+            "/virtual-servers/{vs}/real-servers/{rs}/enable",
+            post(enable),
+        )
+        .route("/instances/{name}/maintenance", post(maintenance))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such API route") })
+}
+
+fn reach_json<T: Serialize>(r: &Reach<std::sync::Arc<T>>) -> serde_json::Value {
+    match r {
+        Reach::Up(s) => json!({ "running": true, "status": &**s }),
+        Reach::Down(why) => json!({ "running": false, "error": why }),
+    }
+}
+
+async fn whoami(Viewer(caller, user): Viewer) -> Response {
+    Json(json!({
+        "name": user.name,
+        "role": role_name(user.role),
+        // Only a cookie session needs (and may read) its token.
+        "csrf_token": (caller.via == Via::Session).then_some(caller.csrf),
+    }))
+    .into_response()
+}
+
+/// Both daemons' full status documents.
+async fn status(State(app): State<AppState>, _v: Viewer) -> Response {
+    let (v, h) = tokio::join!(app.daemons.vrrpd_status(), app.daemons.healthd_status());
+    Json(json!({
+        "node": app.node(),
+        "vrrpd": reach_json(&v),
+        "healthd": reach_json(&h),
+    }))
+    .into_response()
+}
+
+async fn overview(State(app): State<AppState>, _v: Viewer) -> Response {
+    let (v, h) = tokio::join!(app.daemons.vrrpd_status(), app.daemons.healthd_status());
+    let now = app.now();
+    let peers: Vec<serde_json::Value> = v.up().map_or_else(Vec::new, |s| {
+        peers(s, now)
+            .into_iter()
+            .map(|p| json!({ "address": p.address, "master_of": p.instances.split(", ").collect::<Vec<_>>() }))
+            .collect()
+    });
+    Json(json!({
+        "node": app.node(),
+        "vrrpd": { "running": v.up().is_some(), "error": match &v { Reach::Down(e) => Some(e), _ => None } },
+        "healthd": { "running": h.up().is_some(), "error": match &h { Reach::Down(e) => Some(e), _ => None } },
+        "peers": peers,
+        "instances": v.up().map(|s| &s.instances),
+    }))
+    .into_response()
+}
+
+async fn virtual_servers(State(app): State<AppState>, _v: Viewer) -> Response {
+    let h = app.daemons.healthd_status().await;
+    Json(json!({
+        "healthd": { "running": h.up().is_some(), "error": match &h { Reach::Down(e) => Some(e), _ => None } },
+        "virtual_servers": h.up().map(|s| &s.virtual_servers),
+    }))
+    .into_response()
+}
+
+async fn events(State(app): State<AppState>, _v: Viewer, Query(f): Query<EventFilter>) -> Response {
+    let (events, down) = filtered_events(&app, &f).await;
+    Json(json!({ "events": events, "unreachable": down })).into_response()
+}
+
+async fn config_get(State(app): State<AppState>, Viewer(caller, _): Viewer) -> Response {
+    match app.config.read() {
+        Ok((text, version)) => Json(json!({
+            "path": app.config.path(),
+            "version": version,
+            "text": if caller.is_admin() { text } else { configedit::mask_secrets(&text) },
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn config_backups(State(app): State<AppState>, _v: Viewer) -> Response {
+    Json(json!({ "backups": app.config.backups() })).into_response()
+}
+
+#[derive(Deserialize)]
+struct ValidateBody {
+    text: String,
+}
+
+async fn config_validate(
+    State(app): State<AppState>,
+    _a: Admin,
+    Json(b): Json<ValidateBody>,
+) -> Response {
+    let path = app.config.path().display().to_string();
+    let current = app.config.read().map(|(t, _)| t).unwrap_or_default();
+    let diff: Vec<_> = configedit::diff(&current, &b.text, 3);
+    match configedit::validate(&b.text, &path) {
+        Ok(_) => Json(json!({ "valid": true, "diagnostics": [], "diff": diff })).into_response(),
+        Err(d) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "valid": false, "diagnostics": d, "diff": diff })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ApplyBody {
+    text: String,
+    /// The version (from `GET /api/v1/config`) the text was based on.
+    base_version: String,
+}
+
+fn reloads_json(r: &[(Daemon, ReloadOutcome)]) -> serde_json::Value {
+    r.iter()
+        .map(|(d, o)| {
+            let mut v = serde_json::to_value(o).unwrap_or_default();
+            v["daemon"] = json!(d.name());
+            v
+        })
+        .collect()
+}
+
+fn applied_json(a: Applied) -> Response {
+    match a {
+        Applied::Done {
+            version,
+            backup,
+            reloads,
+        } => Json(json!({
+            "applied": true,
+            "version": version,
+            "backup": backup,
+            "reloads": reloads_json(&reloads),
+        }))
+        .into_response(),
+        Applied::RolledBack { reloads, restored } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "applied": false,
+                "error": "a daemon refused the new configuration: the previous file was put back",
+                "reloads": reloads_json(&reloads),
+                "restored": reloads_json(&restored),
+            })),
+        )
+            .into_response(),
+        Applied::Refused(e) => {
+            let status = match &e {
+                WriteError::Conflict { .. } => StatusCode::CONFLICT,
+                WriteError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                WriteError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let diagnostics = match &e {
+                WriteError::Invalid(d) => d.clone(),
+                _ => Vec::new(),
+            };
+            (
+                status,
+                Json(ApiError {
+                    error: e.to_string(),
+                    diagnostics,
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn config_apply(
+    State(app): State<AppState>,
+    Admin(_, user): Admin,
+    Json(b): Json<ApplyBody>,
+) -> Response {
+    applied_json(apply_text(&app, &user, &b.text, &b.base_version).await)
+}
+
+#[derive(Deserialize)]
+struct RollbackBody {
+    backup: usize,
+    base_version: String,
+}
+
+async fn config_rollback(
+    State(app): State<AppState>,
+    Admin(_, user): Admin,
+    Json(b): Json<RollbackBody>,
+) -> Response {
+    match app.config.read_backup(b.backup) {
+        Ok(text) => applied_json(apply_text(&app, &user, &text, &b.base_version).await),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+async fn set_drain(app: AppState, user: &str, vs: String, rs: String, on: bool) -> Response {
+    let r = app.daemons.set_drain(&vs, &rs, on).await;
+    tracing::info!(%user, "{vs}/{rs} {}: {r:?}", if on { "drain" } else { "enable" });
+    match r {
+        Ok(()) => {
+            Json(json!({ "virtual_server": vs, "real_server": rs, "drained": on })).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+    }
+}
+
+async fn drain(
+    State(app): State<AppState>,
+    Admin(_, user): Admin,
+    Path((vs, rs)): Path<(String, String)>,
+) -> Response {
+    set_drain(app, &user.name, vs, rs, true).await
+}
+
+async fn enable(
+    State(app): State<AppState>,
+    Admin(_, user): Admin,
+    Path((vs, rs)): Path<(String, String)>,
+) -> Response {
+    set_drain(app, &user.name, vs, rs, false).await
+}
+
+#[derive(Deserialize)]
+struct MaintenanceBody {
+    on: bool,
+}
+
+async fn maintenance(
+    State(app): State<AppState>,
+    Admin(_, user): Admin,
+    Path(name): Path<String>,
+    Json(b): Json<MaintenanceBody>,
+) -> Response {
+    let r = app.daemons.set_maintenance(&name, b.on).await;
+    tracing::info!(user = %user.name, "maintenance of {name} {}: {r:?}", b.on);
+    match r {
+        Ok(()) => Json(json!({ "instance": name, "maintenance": b.on })).into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+    }
+}
+
+/// Prometheus text; any user (viewer is enough), like every page. Sent
+/// gzip-compressed when the scraper accepts it (Prometheus does): a
+/// thousand real servers make over a megabyte of text.
+pub async fn metrics(State(app): State<AppState>, _v: Viewer, headers: HeaderMap) -> Response {
+    let (vs, hs) = tokio::join!(app.daemons.vrrpd_snapshot(), app.daemons.healthd_snapshot());
+    let (v, h) = (&vs.reach, &hs.reach);
+    let key = || (v.up().cloned().map(Same), h.up().cloned().map(Same));
+    let generations = (vs.generation, hs.generation);
+    let plain = app
+        .renders
+        .metrics
+        .get_or(key(), generations, (), || {
+            crate::metrics::render(v.up().map(|s| &**s), h.up().map(|s| &**s))
+        })
+        .await;
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
+    if !gzip {
+        return ([content_type, vary], plain).into_response();
+    }
+    let compressed = app
+        .renders
+        .metrics_gzip
+        .get_or(key(), generations, (), || gzip_bytes(&plain))
+        .await;
+    (
+        [
+            content_type,
+            vary,
+            (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+        ],
+        compressed,
+    )
+        .into_response()
+}
+
+fn gzip_bytes(plain: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(plain).expect("writing to memory");
+    e.finish().expect("writing to memory")
+}

@@ -1,0 +1,500 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4), sans IO: the
+//! daemons' status documents in, text out.
+//!
+//! A daemon that is not running gives `tandem_<daemon>_up 0` and none of
+//! its series (absent rather than stale values).
+
+use std::fmt::Write;
+
+use tandem_model::api::{
+    HealthState, HealthdStatus, InstanceCounters, InstanceStatus, LatencyHistogram,
+    RealServerStatus, VrrpState, VrrpdStatus,
+};
+
+/// A series per instance: name, help, value.
+type Series<T> = (&'static str, &'static str, fn(&T) -> u64);
+/// A series per real server: name, type, help, value (absent when none).
+type RsSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RealServerStatus) -> Option<u64>,
+);
+
+const VRRP_STATES: [VrrpState; 5] = [
+    VrrpState::Init,
+    VrrpState::Backup,
+    VrrpState::Master,
+    VrrpState::Fault,
+    VrrpState::Stop,
+];
+const HEALTH_STATES: [HealthState; 3] = [HealthState::Up, HealthState::Down, HealthState::Unknown];
+
+/// Appends a label value escaped as the format wants (backslash, quote,
+/// newline), without allocating.
+fn push_escaped(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// One metric family at a time: HELP and TYPE once, then its samples.
+struct Out {
+    text: String,
+}
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                self.text.push_str(k);
+                self.text.push_str("=\"");
+                push_escaped(&mut self.text, v);
+                self.text.push('"');
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+}
+
+/// Renders every metric. `None` for a daemon that did not answer.
+pub fn render(vrrpd: Option<&VrrpdStatus>, healthd: Option<&HealthdStatus>) -> String {
+    let mut o = Out {
+        text: String::with_capacity(
+            4096 + healthd.map_or(0, |h| {
+                h.virtual_servers
+                    .iter()
+                    .map(|v| v.real_servers.len())
+                    .sum::<usize>()
+                    * 1500
+            }),
+        ),
+    };
+    o.family(
+        "tandem_vrrpd_up",
+        "gauge",
+        "1 when vrrpd answers on its control socket.",
+    );
+    o.sample("tandem_vrrpd_up", &[], u8::from(vrrpd.is_some()));
+    o.family(
+        "tandem_healthd_up",
+        "gauge",
+        "1 when healthd answers on its control socket.",
+    );
+    o.sample("tandem_healthd_up", &[], u8::from(healthd.is_some()));
+    if let Some(v) = vrrpd {
+        vrrp(&mut o, v);
+    }
+    if let Some(h) = healthd {
+        health(&mut o, h);
+    }
+    o.text
+}
+
+fn vrrp(o: &mut Out, v: &VrrpdStatus) {
+    let is = &v.instances;
+    o.family(
+        "tandem_vrrp_state",
+        "gauge",
+        "1 for the state each VRRP instance is in, 0 for the others.",
+    );
+    for i in is {
+        for s in VRRP_STATES {
+            let state = s.to_string();
+            o.sample(
+                "tandem_vrrp_state",
+                &[("instance", &i.name), ("state", &state)],
+                u8::from(i.state == s),
+            );
+        }
+    }
+    let gauges: [Series<InstanceStatus>; 3] = [
+        (
+            "tandem_vrrp_priority",
+            "Effective priority (after tracking and maintenance).",
+            |i| i.effective_priority.into(),
+        ),
+        (
+            "tandem_vrrp_configured_priority",
+            "Priority as configured.",
+            |i| i.configured_priority.into(),
+        ),
+        (
+            "tandem_vrrp_maintenance",
+            "1 while the instance is in maintenance (handed over).",
+            |i| i.maintenance.into(),
+        ),
+    ];
+    for (name, help, f) in gauges {
+        o.family(name, "gauge", help);
+        for i in is {
+            o.sample(name, &[("instance", &i.name)], f(i));
+        }
+    }
+    let counters: [Series<InstanceCounters>; 7] = [
+        (
+            "tandem_vrrp_transitions_total",
+            "State transitions (any kind) since vrrpd started.",
+            |c| c.transitions,
+        ),
+        (
+            "tandem_vrrp_became_master_total",
+            "Transitions to MASTER.",
+            |c| c.became_master,
+        ),
+        ("tandem_vrrp_adverts_sent_total", "Adverts sent.", |c| {
+            c.adverts_sent
+        }),
+        (
+            "tandem_vrrp_adverts_received_total",
+            "Adverts received and accepted.",
+            |c| c.adverts_received,
+        ),
+        (
+            "tandem_vrrp_priority_zero_sent_total",
+            "Priority-0 adverts sent (handing over).",
+            |c| c.priority_zero_sent,
+        ),
+        (
+            "tandem_vrrp_priority_zero_received_total",
+            "Priority-0 adverts received (the master handing over).",
+            |c| c.priority_zero_received,
+        ),
+        (
+            "tandem_vrrp_announcements_sent_total",
+            "Gratuitous ARPs and unsolicited neighbour advertisements sent.",
+            |c| c.announcements_sent,
+        ),
+    ];
+    for (name, help, f) in counters {
+        o.family(name, "counter", help);
+        for i in is {
+            o.sample(name, &[("instance", &i.name)], f(&i.counters));
+        }
+    }
+    o.family(
+        "tandem_vrrp_drops_total",
+        "counter",
+        "Received packets dropped, by reason.",
+    );
+    for i in is {
+        for (reason, n) in &i.counters.drops {
+            o.sample(
+                "tandem_vrrp_drops_total",
+                &[("instance", &i.name), ("reason", reason)],
+                n,
+            );
+        }
+    }
+    o.family(
+        "tandem_vrrp_mismatches_total",
+        "counter",
+        "Adverts accepted despite a mismatch (address list, interval), by kind.",
+    );
+    for i in is {
+        for (kind, n) in &i.counters.mismatches {
+            o.sample(
+                "tandem_vrrp_mismatches_total",
+                &[("instance", &i.name), ("kind", kind)],
+                n,
+            );
+        }
+    }
+    o.family(
+        "tandem_vrrp_unclaimed_drops_total",
+        "counter",
+        "Received packets no instance could claim, by reason.",
+    );
+    for (reason, n) in &v.unclaimed_drops {
+        o.sample(
+            "tandem_vrrp_unclaimed_drops_total",
+            &[("reason", reason)],
+            n,
+        );
+    }
+}
+
+fn health(o: &mut Out, h: &HealthdStatus) {
+    let vss = &h.virtual_servers;
+    o.family(
+        "tandem_virtual_server_quorum_met",
+        "gauge",
+        "1 while enough real servers are up.",
+    );
+    for v in vss {
+        o.sample(
+            "tandem_virtual_server_quorum_met",
+            &[("virtual_server", &v.name)],
+            u8::from(v.quorum_met),
+        );
+    }
+    o.family(
+        "tandem_virtual_server_real_servers_up",
+        "gauge",
+        "Real servers counted as up (not drained).",
+    );
+    for v in vss {
+        o.sample(
+            "tandem_virtual_server_real_servers_up",
+            &[("virtual_server", &v.name)],
+            v.up,
+        );
+    }
+    o.family(
+        "tandem_real_server_health",
+        "gauge",
+        "1 for the health state each real server is in, 0 for the others.",
+    );
+    for v in vss {
+        for r in &v.real_servers {
+            for s in HEALTH_STATES {
+                let state = s.to_string();
+                o.sample(
+                    "tandem_real_server_health",
+                    &[
+                        ("virtual_server", &v.name),
+                        ("real_server", &r.address),
+                        ("state", &state),
+                    ],
+                    u8::from(r.health == s),
+                );
+            }
+        }
+    }
+    let gauges: [RsSeries; 10] = [
+        (
+            "tandem_real_server_weight",
+            "gauge",
+            "Configured weight.",
+            |r| Some(r.weight.into()),
+        ),
+        (
+            "tandem_real_server_kernel_weight",
+            "gauge",
+            "Weight in the kernel's IPVS table (absent when not in it).",
+            |r| r.kernel_weight.map(u64::from),
+        ),
+        (
+            "tandem_real_server_drained",
+            "gauge",
+            "1 while drained by an operator.",
+            |r| Some(r.drained.into()),
+        ),
+        (
+            "tandem_real_server_active_connections",
+            "gauge",
+            "Active connections (IPVS).",
+            |r| Some(r.active_conns.into()),
+        ),
+        (
+            "tandem_real_server_inactive_connections",
+            "gauge",
+            "Inactive connections (IPVS).",
+            |r| Some(r.inactive_conns.into()),
+        ),
+        (
+            "tandem_real_server_connections_total",
+            "counter",
+            "Connections scheduled to the server (IPVS).",
+            |r| r.stats.map(|s| s.conns),
+        ),
+        (
+            "tandem_real_server_in_bytes_total",
+            "counter",
+            "Bytes from clients to the server (IPVS).",
+            |r| r.stats.map(|s| s.inbytes),
+        ),
+        (
+            "tandem_real_server_out_bytes_total",
+            "counter",
+            "Bytes from the server to clients (IPVS, NAT only).",
+            |r| r.stats.map(|s| s.outbytes),
+        ),
+        (
+            "tandem_real_server_connections_per_second",
+            "gauge",
+            "Connection rate as IPVS estimates it.",
+            |r| r.stats.map(|s| s.cps),
+        ),
+        (
+            "tandem_real_server_checks_total",
+            "counter",
+            "Checks run against the server.",
+            |r| Some(r.checks),
+        ),
+    ];
+    for (name, kind, help, f) in gauges {
+        o.family(name, kind, help);
+        for v in vss {
+            for r in &v.real_servers {
+                if let Some(x) = f(r) {
+                    o.sample(
+                        name,
+                        &[("virtual_server", &v.name), ("real_server", &r.address)],
+                        x,
+                    );
+                }
+            }
+        }
+    }
+    o.family(
+        "tandem_real_server_bytes_per_second",
+        "gauge",
+        "Byte rate as IPVS estimates it, by direction.",
+    );
+    for v in vss {
+        for r in &v.real_servers {
+            if let Some(s) = r.stats {
+                for (dir, x) in [("in", s.inbps), ("out", s.outbps)] {
+                    o.sample(
+                        "tandem_real_server_bytes_per_second",
+                        &[
+                            ("virtual_server", &v.name),
+                            ("real_server", &r.address),
+                            ("direction", dir),
+                        ],
+                        x,
+                    );
+                }
+            }
+        }
+    }
+    o.family(
+        "tandem_real_server_check_failures_total",
+        "counter",
+        "Checks that failed.",
+    );
+    for v in vss {
+        for r in &v.real_servers {
+            o.sample(
+                "tandem_real_server_check_failures_total",
+                &[("virtual_server", &v.name), ("real_server", &r.address)],
+                r.failures,
+            );
+        }
+    }
+    o.family(
+        "tandem_real_server_last_check_latency_seconds",
+        "gauge",
+        "How long the last check took.",
+    );
+    for v in vss {
+        for r in &v.real_servers {
+            if let Some(c) = &r.last_check {
+                o.sample(
+                    "tandem_real_server_last_check_latency_seconds",
+                    &[("virtual_server", &v.name), ("real_server", &r.address)],
+                    seconds(c.latency_ms),
+                );
+            }
+        }
+    }
+    o.family(
+        "tandem_check_latency_seconds",
+        "histogram",
+        "Latency of every check of the virtual server's real servers.",
+    );
+    for v in vss {
+        let mut sum: Option<LatencyHistogram> = None;
+        for h in v
+            .real_servers
+            .iter()
+            .filter_map(|r| r.check_latency.as_ref())
+        {
+            match sum.as_mut() {
+                None => sum = Some(h.clone()),
+                Some(s) if s.le_ms == h.le_ms => {
+                    s.counts
+                        .iter_mut()
+                        .zip(&h.counts)
+                        .for_each(|(a, b)| *a += b);
+                    s.count += h.count;
+                    s.sum_ms += h.sum_ms;
+                }
+                // Buckets differ (a healthd of another version): skip
+                // rather than add counts of different bounds.
+                Some(_) => {}
+            }
+        }
+        let Some(hist) = sum else { continue };
+        for (le, c) in hist.le_ms.iter().zip(&hist.counts) {
+            let le = seconds(*le);
+            o.sample(
+                "tandem_check_latency_seconds_bucket",
+                &[("virtual_server", &v.name), ("le", &le)],
+                c,
+            );
+        }
+        o.sample(
+            "tandem_check_latency_seconds_bucket",
+            &[("virtual_server", &v.name), ("le", "+Inf")],
+            hist.count,
+        );
+        o.sample(
+            "tandem_check_latency_seconds_sum",
+            &[("virtual_server", &v.name)],
+            seconds(hist.sum_ms),
+        );
+        o.sample(
+            "tandem_check_latency_seconds_count",
+            &[("virtual_server", &v.name)],
+            hist.count,
+        );
+    }
+}
+
+/// Milliseconds as seconds, exactly (no float rounding: 0.001, 2.5).
+fn seconds(ms: u64) -> String {
+    let (s, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        s.to_string()
+    } else {
+        format!("{s}.{}", format!("{frac:03}").trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_seconds_exact() {
+        let mut out = String::new();
+        push_escaped(&mut out, "a\\b\"c\nd");
+        assert_eq!(out, "a\\\\b\\\"c\\nd");
+        assert_eq!(seconds(1), "0.001");
+        assert_eq!(seconds(2500), "2.5");
+        assert_eq!(seconds(5000), "5");
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_answer_is_down_with_no_series() {
+        let text = render(None, None);
+        assert_eq!(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            ["tandem_vrrpd_up 0", "tandem_healthd_up 0"]
+        );
+    }
+}

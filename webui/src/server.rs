@@ -1,0 +1,572 @@
+//! The application: shared state, who is asking (session cookie, basic
+//! auth, or nobody), the CSRF check on every state-changing request, the
+//! router, and the live feed to browsers.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use tandem_model::config::{Config, Role, WebUser};
+use tokio::sync::broadcast;
+
+use crate::auth::{self, BasicCache};
+use crate::configedit::ConfigFile;
+use crate::daemons::{self, Daemon, Daemons, LiveNote};
+use crate::ratelimit::{Limits, RateLimiter};
+use crate::session::{SessionStore, User};
+use crate::{Clock, api, csrf, pages};
+
+/// Largest request body read (a configuration file in a form).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+pub struct Options {
+    pub config_path: PathBuf,
+    pub socket_dir: PathBuf,
+    /// Previous versions of the configuration kept (`tandem.toml.1` ...).
+    pub backups: usize,
+    /// Served over TLS: cookies get `Secure` (and the `__Host-` prefix).
+    pub tls: bool,
+    pub clock: Clock,
+    pub limits: Limits,
+}
+
+/// What the web UI takes from the configuration; replaced when a new
+/// configuration is applied (or on SIGHUP).
+pub struct Settings {
+    pub users: Vec<WebUser>,
+    pub session_timeout_ms: u64,
+    pub node: String,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            users: c.webui.users.clone(),
+            session_timeout_ms: c.webui.session_timeout.as_millis() as u64,
+            node: c.node_name(),
+        }
+    }
+}
+
+pub struct App {
+    pub settings: RwLock<Settings>,
+    pub sessions: Mutex<SessionStore>,
+    pub limiter: Mutex<RateLimiter>,
+    pub basic: Mutex<BasicCache>,
+    pub daemons: Arc<Daemons>,
+    pub config: ConfigFile,
+    /// One configuration write (and its reloads) at a time.
+    pub writes: tokio::sync::Mutex<()>,
+    pub live: broadcast::Sender<LiveNote>,
+    pub clock: Clock,
+    pub tls: bool,
+    /// Pages and metrics rendered from the current status documents.
+    pub renders: pages::Renders,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    pub fn new(opts: Options, config: &Config) -> AppState {
+        let (live, _) = broadcast::channel(256);
+        Arc::new(App {
+            settings: RwLock::new(Settings::from_config(config)),
+            sessions: Mutex::new(SessionStore::new()),
+            limiter: Mutex::new(RateLimiter::new(opts.limits)),
+            basic: Mutex::new(BasicCache::default()),
+            daemons: Arc::new(Daemons::new(&opts.socket_dir, opts.clock.clone())),
+            config: ConfigFile::new(opts.config_path, opts.backups),
+            writes: tokio::sync::Mutex::new(()),
+            live,
+            clock: opts.clock,
+            tls: opts.tls,
+            renders: Default::default(),
+        })
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// No `[[webui.user]]`: everyone who reaches the (loopback-only)
+    /// listener sees everything and changes nothing.
+    pub fn open_mode(&self) -> bool {
+        self.settings.read().unwrap().users.is_empty()
+    }
+
+    pub fn node(&self) -> String {
+        self.settings.read().unwrap().node.clone()
+    }
+
+    pub fn cookie_name(&self) -> &'static str {
+        // `__Host-`: the browser takes it only over HTTPS, for this host,
+        // for every path: no subdomain can plant or shadow it.
+        if self.tls {
+            "__Host-tandem_session"
+        } else {
+            "tandem_session"
+        }
+    }
+
+    pub fn session_cookie(&self, id: &str, max_age_secs: u64) -> HeaderValue {
+        let secure = if self.tls { "; Secure" } else { "" };
+        let v = format!(
+            "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}",
+            self.cookie_name()
+        );
+        HeaderValue::from_str(&v).expect("a token is a valid header value")
+    }
+
+    pub fn clear_cookie(&self) -> HeaderValue {
+        self.session_cookie("", 0)
+    }
+
+    /// Takes the `[webui]` part of a configuration now in force: users
+    /// removed or demoted lose their sessions.
+    pub fn apply_settings(&self, config: &Config) {
+        let s = Settings::from_config(config);
+        let keep: Vec<User> = s
+            .users
+            .iter()
+            .map(|u| User {
+                name: u.name.clone(),
+                role: u.role,
+            })
+            .collect();
+        self.sessions.lock().unwrap().retain_users(&keep);
+        self.basic.lock().unwrap().clear();
+        *self.settings.write().unwrap() = s;
+    }
+
+    /// Starts following both daemons' events.
+    pub fn spawn_followers(self: &Arc<Self>) {
+        for d in Daemon::ALL {
+            tokio::spawn(daemons::follow(self.daemons.clone(), d, self.live.clone()));
+        }
+    }
+}
+
+/// How the caller proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// A session cookie (logged in, or the anonymous session of the
+    /// login form).
+    Session,
+    /// HTTP basic auth (scripts, Prometheus).
+    Basic,
+    /// No users are configured: anonymous, read-only.
+    Open,
+    Nothing,
+}
+
+/// Who is asking, as the middleware found out.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: Option<User>,
+    pub via: Via,
+    pub session_id: Option<String>,
+    pub csrf: String,
+    pub addr: IpAddr,
+    /// The request is for a script (`/api/`, `/metrics`, `/live`): refusals
+    /// are JSON, not pages.
+    pub machine: bool,
+    /// Path and query as asked (inside a nested router the path is cut).
+    pub target: String,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.role == Role::Admin)
+    }
+}
+
+/// Requests under these answer JSON (or text) errors instead of pages.
+fn is_machine_path(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/metrics" || path == "/live"
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Finds the caller, refuses bad basic credentials (rate limited like the
+/// login form), and checks the CSRF token of every state-changing request
+/// made with a session cookie.
+pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<crate::tls::PeerAddr>>()
+                .map(|c| c.0.0.ip())
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let machine = is_machine_path(req.uri().path());
+    let now = app.now();
+    let session = cookie(req.headers(), app.cookie_name())
+        .and_then(|id| Some((id.to_string(), app.sessions.lock().unwrap().get(id, now)?)));
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::parse_basic);
+    let mut caller = Caller {
+        user: None,
+        via: Via::Nothing,
+        session_id: None,
+        csrf: String::new(),
+        addr,
+        machine,
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.to_string()),
+    };
+    if let Some((id, s)) = session {
+        caller.user = s.user;
+        caller.via = Via::Session;
+        caller.session_id = Some(id);
+        caller.csrf = s.csrf;
+    }
+    if caller.user.is_none()
+        && let Some((name, password)) = basic
+    {
+        match basic_login(&app, addr, &name, &password).await {
+            Ok(u) => {
+                caller.user = Some(u);
+                caller.via = Via::Basic;
+                caller.session_id = None;
+            }
+            Err(r) => return r,
+        }
+    }
+    if caller.user.is_none() && caller.via == Via::Nothing && app.open_mode() {
+        caller.user = Some(User {
+            name: "anonymous".into(),
+            role: Role::Viewer,
+        });
+        caller.via = Via::Open;
+    }
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let req = if unsafe_method && caller.via != Via::Basic {
+        match check_csrf(&caller, req).await {
+            Ok(req) => req,
+            Err(why) => return refuse(machine, &app, &caller, StatusCode::FORBIDDEN, why),
+        }
+    } else {
+        req
+    };
+    let mut req = req;
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+async fn basic_login(
+    app: &AppState,
+    addr: IpAddr,
+    name: &str,
+    password: &str,
+) -> Result<User, Response> {
+    let now = app.now();
+    if let Some(u) = app.basic.lock().unwrap().get(name, password, now) {
+        return Ok(u);
+    }
+    if let Err(b) = app.limiter.lock().unwrap().check(addr, name, now) {
+        return Err(too_many(true, b));
+    }
+    let users = app.settings.read().unwrap().users.clone();
+    let (n, p) = (name.to_string(), password.to_string());
+    let found = tokio::task::spawn_blocking(move || auth::check(&users, &n, &p))
+        .await
+        .unwrap_or(None);
+    let now = app.now();
+    match found {
+        Some(u) => {
+            app.limiter.lock().unwrap().succeeded(name);
+            app.basic
+                .lock()
+                .unwrap()
+                .put(name, password, u.clone(), now);
+            Ok(u)
+        }
+        None => {
+            app.limiter.lock().unwrap().failed(addr, name, now);
+            // No `WWW-Authenticate: Basic` challenge: a browser that was
+            // never asked never caches credentials it would then send on
+            // its own (with no CSRF token needed).
+            Err(api::error(
+                StatusCode::UNAUTHORIZED,
+                "wrong user name or password",
+            ))
+        }
+    }
+}
+
+pub fn too_many(machine: bool, b: crate::ratelimit::Blocked) -> Response {
+    let mut r = if machine {
+        api::error(StatusCode::TOO_MANY_REQUESTS, b.to_string())
+    } else {
+        (StatusCode::TOO_MANY_REQUESTS, b.to_string()).into_response()
+    };
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(b.retry_after_secs));
+    r
+}
+
+/// The token from the header or, for a form, from its `csrf` field (the
+/// body is read and put back for the handler).
+async fn check_csrf(caller: &Caller, req: Request) -> Result<Request, &'static str> {
+    if caller.via != Via::Session {
+        return Err(
+            "this request needs a session: open the page again (or use basic auth for scripts)",
+        );
+    }
+    if let Some(t) = req
+        .headers()
+        .get(csrf::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return if csrf::verify(&caller.csrf, Some(t)) {
+            Ok(req)
+        } else {
+            Err("the CSRF token is wrong: open the page again and retry")
+        };
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err("the CSRF token is missing (form field csrf or header X-CSRF-Token)");
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| "the form is too large")?;
+    let token = form_field(&bytes, csrf::FIELD);
+    if !csrf::verify(&caller.csrf, token.as_deref()) {
+        return Err(
+            "the form's CSRF token is missing or wrong (the page is old, or the form came from another site): open the page again and retry",
+        );
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded_pairs(body)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// `application/x-www-form-urlencoded` pairs, decoded.
+fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    body.split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = match p.iter().position(|&b| b == b'=') {
+                Some(i) => (&p[..i], &p[i + 1..]),
+                None => (p, &[][..]),
+            };
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &[u8]) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => {
+                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A refusal in the caller's language: JSON for scripts, a page for people.
+pub fn refuse(
+    machine: bool,
+    app: &AppState,
+    caller: &Caller,
+    status: StatusCode,
+    why: &str,
+) -> Response {
+    if machine {
+        api::error(status, why)
+    } else {
+        pages::message_page(app, caller, status, "Refused", why)
+    }
+}
+
+/// Any logged-in user (or everyone, in open mode).
+pub struct Viewer(pub Caller, pub User);
+
+/// A logged-in admin.
+pub struct Admin(pub Caller, pub User);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let caller = Caller::from_request_parts(parts, app).await?;
+        match caller.user.clone() {
+            Some(u) => Ok(Viewer(caller, u)),
+            None if caller.machine => Err(api::error(
+                StatusCode::UNAUTHORIZED,
+                "log in: a session cookie, or HTTP basic auth with a [[webui.user]]",
+            )),
+            None => {
+                let to = format!("/login?next={}", daemons::path_segment(&caller.target));
+                Err(Redirect::to(&to).into_response())
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let Viewer(caller, user) = Viewer::from_request_parts(parts, app).await?;
+        if user.role == Role::Admin {
+            return Ok(Admin(caller, user));
+        }
+        let why = if caller.via == Via::Open {
+            "no users are configured, so the web UI is read-only: add a [[webui.user]] with role = \"admin\" (password hash from `tandem-webui hash-password`)"
+        } else {
+            "your role is viewer: only an admin can do this"
+        };
+        Err(refuse(
+            caller.machine,
+            app,
+            &caller,
+            StatusCode::FORBIDDEN,
+            why,
+        ))
+    }
+}
+
+/// Headers every answer carries: no framing (the confirmation buttons
+/// must not be clickable through another site's page), scripts and styles
+/// from this origin only, and no caching of what the daemons said.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let is_static = req.uri().path().starts_with("/static/");
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !is_static {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// Every route.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/virtual-servers", get(pages::virtual_servers))
+        .route("/events", get(pages::events))
+        .route("/config", get(pages::config))
+        .route("/config/preview", post(pages::config_preview))
+        .route("/config/apply", post(pages::config_apply))
+        .route("/config/backups/{n}", get(pages::backup))
+        .route("/config/rollback", post(pages::config_rollback))
+        .route(
+            "/actions/drain",
+            get(pages::confirm_drain).post(pages::drain),
+        )
+        .route(
+            "/actions/maintenance",
+            get(pages::confirm_maintenance).post(pages::maintenance),
+        )
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/live", get(pages::live))
+        .route("/static/{file}", get(pages::static_file))
+        .route("/metrics", get(api::metrics))
+        .nest("/api/v1", api::routes())
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .layer(middleware::from_fn(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_are_decoded() {
+        let pairs = serde_urlencoded_pairs(b"a=1&text=x+%3D+%22y%22%0A&csrf=t%2Fk&e=");
+        assert_eq!(
+            pairs,
+            [
+                ("a".into(), "1".into()),
+                ("text".into(), "x = \"y\"\n".into()),
+                ("csrf".into(), "t/k".into()),
+                ("e".into(), String::new()),
+            ]
+        );
+        assert_eq!(percent_decode(b"100%"), "100%");
+        assert_eq!(percent_decode(b"%zz"), "%zz");
+    }
+}
