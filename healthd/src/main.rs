@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use healthd::daemon::{Daemon, Input, Options, Signal};
 use tandem_model::api::{HealthdStatus, ReloadResult, now_millis};
 use tandem_model::config;
@@ -24,7 +24,7 @@ use tracing::{error, info};
 ///   tandem-healthd enable web-http 10.0.0.11
 ///   tandem-healthd reload
 #[derive(Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(name = "tandem-healthd", version, verbatim_doc_comment)]
 struct Args {
     /// Validate this configuration file, print the findings, and exit
     /// (0: clean, 1: refused).
@@ -70,12 +70,38 @@ enum Cmd {
         #[arg(long)]
         since: Option<u64>,
     },
+    /// Print a shell completion script (e.g. `completions bash`).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (section 8) into DIR, as the package ships them.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check {
         return config::run_check(&path);
+    }
+    match args.command {
+        Some(Cmd::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "tandem-healthd",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(Cmd::Man { dir }) => {
+            return match tandem_model::manpages::write(Args::command(), &dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tandem-healthd: {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     // One thread: the loop and thousands of probes a second are I/O;
     // moving them between threads cost more (wakeups, futexes) than it
@@ -226,6 +252,7 @@ async fn client(cmd: Cmd, socket: PathBuf) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&e?)?);
             }
         }
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("main handles these first"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -109,6 +109,9 @@ enum Cmd {
     Info,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (section 8) into DIR, as the package ships them.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +210,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             "ipvsctl",
             &mut std::io::stdout(),
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Cmd::Man { dir } = &cmd {
+        tandem_model::manpages::write(Cli::command(), dir)
+            .with_context(|| dir.display().to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
     // Read the configuration before touching the kernel: a refused file
@@ -388,7 +396,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 i.conn_table_size
             )?;
         }
-        Cmd::Completions { .. } => unreachable!("handled first"),
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled first"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,8 +8,10 @@
 //!   small client (hyper) used by the web UI, the CLIs and the tests.
 //! - [`exec`]: running the programs the configuration names (scripts),
 //!   without a shell, with a timeout, as a user.
+//! - [`manpages`]: the programs' manual pages, from their clap definitions.
 
 pub mod api;
 pub mod config;
 pub mod control;
 pub mod exec;
+pub mod manpages;

@@ -12,12 +12,14 @@
 //!   Chromium driving it through WebDriver.
 //! - [`vm`]: a QEMU VM booting Debian's kernel, for what needs kernel
 //!   modules this machine lacks (IPVS); tests can run their own body
-//!   inside it.
+//!   inside it, or boot a Debian system with systemd.
+//! - [`package`]: the `tandem` Debian package, built for the tests.
 
 pub mod cluster;
 pub mod e2e;
 pub mod fake;
 pub mod netns;
+pub mod package;
 pub mod vm;
 pub mod webui;
 

@@ -57,6 +57,24 @@
 //! Inside, the workspace's binaries are where [`crate::binary`] put
 //! them: call it before booting, pass the path (an env var, the script).
 //!
+//! A VM can also boot a Debian system instead: [`Vm::debian`] makes (and
+//! caches) a minimal tree with debootstrap, [`Scenario::system`] boots it
+//! as the root file system with systemd as init, and an
+//! [agent](Scenario::agent) runs the commands the test hands it one at a
+//! time ([`Running::sh`]), so a test can drive two such "boxes" step by
+//! step ([`spawn_together`]):
+//!
+//! ```no_run
+//! use tandem_tests::vm;
+//!
+//! let Some(vm) = vm::require("boots") else { return };
+//! let Some(system) = vm.debian("bookworm", &["iproute2"]) else { return };
+//! let mut running = vm.scenario("box").system(&system).agent().spawn();
+//! let state = running.sh_ok("systemctl is-system-running --wait");
+//! assert_eq!(state.trim(), "running");
+//! running.finish().assert_success();
+//! ```
+//!
 //! Machine-wide, at most `$TANDEM_VM_SLOTS` (default: the number of CPUs)
 //! VMs started by this harness run at once; others wait for a slot (the
 //! wait does not count against their timeout).
@@ -132,6 +150,19 @@ const DROPPED_NET_DRIVER_DIRS: &[&str] = &[
 ];
 
 const KERNEL_ARGS: &str = "console=ttyS0 quiet panic=-1 cryptomgr.notests mitigations=off";
+/// Kernel arguments of a booted system ([`Scenario::system`]): the
+/// kernel's interface names (there is no udev to rename them), no boot
+/// status and no login prompts on the console the harness reads.
+const SYSTEM_ARGS: &str = "net.ifnames=0 systemd.show_status=false \
+     systemd.mask=serial-getty@ttyS0.service systemd.mask=getty@tty1.service";
+/// Where a booted system ([`Scenario::system`]) mounts the run directory.
+pub const SYSTEM_RUN_DIR: &str = "/tandem-run";
+/// Packages every [`System`] has besides the caller's: systemd as init,
+/// and kmod for the kernel to load modules on demand.
+const SYSTEM_BASE_PACKAGES: &[&str] = &["systemd", "systemd-sysv", "kmod"];
+/// A cached [`System`] tree older than this is made again (security
+/// updates, a new point release).
+const SYSTEM_MAX_AGE: Duration = Duration::from_secs(7 * 86400);
 const RESULT_MARKER: &str = "TANDEM-RESULT rc=";
 const SETUP_ERROR_MARKER: &str = "TANDEM-SETUP-ERROR:";
 /// The rc `/init` reports when it could not start the scenario.
@@ -213,6 +244,21 @@ pub fn require(test: &str) -> Option<Vm> {
     }
 }
 
+/// A Debian tree made with debootstrap, to boot as a VM's root file system
+/// with systemd as init ([`Scenario::system`]). Made once with
+/// [`Vm::debian`] and cached.
+#[derive(Clone, Debug)]
+pub struct System {
+    root: PathBuf,
+}
+
+impl System {
+    /// The tree on this host (read-only for the VMs that boot it).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
 /// A bootable kernel with its modules: the handle VM tests start from.
 #[derive(Clone)]
 pub struct Vm {
@@ -257,6 +303,162 @@ impl Vm {
     pub fn test_name(&self) -> &str {
         &self.test
     }
+
+    /// A minimal Debian `suite` (`debootstrap --variant=minbase`) with
+    /// systemd, systemd-sysv, kmod and `packages`, to boot with
+    /// [`Scenario::system`]. Made once (a few minutes: it downloads from
+    /// `$TANDEM_DEBIAN_MIRROR`, default deb.debian.org) and cached under
+    /// [`cache_dir`], keyed by suite, packages and the day it was made;
+    /// made again once a week old. When it cannot be made: `None` with a
+    /// loud SKIPPED, or a panic under CI ([`require`]'s policy).
+    pub fn debian(&self, suite: &str, packages: &[&str]) -> Option<System> {
+        match debian_system(suite, packages) {
+            Ok(root) => Some(System { root }),
+            Err(why) => {
+                if under_ci() {
+                    panic!("{}: cannot make a Debian system: {why}", self.test);
+                }
+                eprintln!(
+                    "\n*** SKIPPED {}: {why}\n*** A booted Debian system needs debootstrap \
+                     and access to a Debian mirror (scripts/deps installs debootstrap).\n",
+                    self.test
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The cached tree for `suite` and `packages`, made when missing or old.
+fn debian_system(suite: &str, packages: &[&str]) -> Result<PathBuf, String> {
+    let debootstrap = tool("debootstrap")?;
+    let mut all: Vec<String> = SYSTEM_BASE_PACKAGES
+        .iter()
+        .chain(packages)
+        .map(|p| p.to_string())
+        .collect();
+    all.sort();
+    all.dedup();
+    let prefix = format!(
+        "debian-{suite}-{:08x}-",
+        fnv1a(all.join(",").as_bytes()) as u32
+    );
+    let cache = cache_dir();
+    fs::create_dir_all(&cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+    let fresh = |cache: &Path| {
+        fs::read_dir(cache)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                    && p.join(".complete").exists()
+            })
+            .filter(|p| {
+                p.join(".complete")
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age < SYSTEM_MAX_AGE)
+            })
+            .max()
+    };
+    if let Some(root) = fresh(&cache) {
+        return Ok(root);
+    }
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cache.join(".debian.lock"))
+        .map_err(|e| format!("cannot open the cache lock: {e}"))?;
+    flock(&lock, libc::LOCK_EX);
+    if let Some(root) = fresh(&cache) {
+        return Ok(root);
+    }
+    let t0 = Instant::now();
+    let entry = cache.join(format!("{prefix}{}", today()));
+    // Under the lock, any other scratch tree is a killed process's.
+    for e in fs::read_dir(&cache).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".debootstrap-") {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+    let scratch = cache.join(format!(".debootstrap-{}", std::process::id()));
+    let mirror = std::env::var("TANDEM_DEBIAN_MIRROR")
+        .ok()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into());
+    eprintln!(
+        "[vm] making a Debian {suite} system ({}) in {} (once a week)",
+        all.join(" "),
+        entry.display()
+    );
+    let result = command_stdout(
+        Command::new(debootstrap)
+            .arg("--variant=minbase")
+            .arg(format!("--include={}", all.join(",")))
+            .arg(suite)
+            .arg(&scratch)
+            .arg(&mirror),
+    )
+    .and_then(|_| {
+        // Downloaded packages are dead weight in every VM's lower layer.
+        let archives = scratch.join("var/cache/apt/archives");
+        for e in fs::read_dir(&archives).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "deb") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        fs::write(scratch.join(".complete"), "").map_err(|e| e.to_string())
+    });
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(format!("debootstrap {suite} from {mirror}: {e}"));
+    }
+    let _ = fs::remove_dir_all(&entry);
+    fs::rename(&scratch, &entry).map_err(|e| e.to_string())?;
+    // Older trees of the same key are dead weight now.
+    for e in fs::read_dir(&cache).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p != entry
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        {
+            let _ = fs::remove_dir_all(&p);
+        }
+    }
+    eprintln!(
+        "[vm] Debian {suite} system ready in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(entry)
+}
+
+/// Today's date (UTC) as YYYYMMDD.
+fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// A network card of the VM (virtio-net, `eth0`, `eth1`... inside, in the
@@ -329,6 +531,9 @@ pub fn free_port() -> u16 {
 enum Payload {
     Script(String),
     TestFn(String),
+    /// The guest runs what the host hands it ([`Running::sh`]) until
+    /// [`Running::finish`].
+    Agent,
 }
 
 /// What to run in one VM, and how.
@@ -345,6 +550,7 @@ pub struct Scenario {
     nics: Vec<Nic>,
     qemu_args: Vec<String>,
     cwd: Option<PathBuf>,
+    system: Option<System>,
 }
 
 impl Scenario {
@@ -362,6 +568,7 @@ impl Scenario {
             nics: Vec::new(),
             qemu_args: Vec::new(),
             cwd: None,
+            system: None,
         }
     }
 
@@ -443,6 +650,32 @@ impl Scenario {
         self
     }
 
+    /// Boots `system` (see [`Vm::debian`]) as the root file system with
+    /// systemd as init, instead of chrooting into this host's root.
+    ///
+    /// Writes land in a RAM overlay (the cached tree stays as it was);
+    /// the kernel's modules are at `/lib/modules/<release>` and load on
+    /// demand (kmod is in the tree), so [`DEFAULT_MODULES`] are not
+    /// preloaded: the NIC drivers and [`modules`](Self::modules) are. The
+    /// run directory is mounted at [`SYSTEM_RUN_DIR`] (Debian empties
+    /// /tmp at boot) and `$TANDEM_VM_DIR` says so. The scenario runs as a
+    /// systemd service once `multi-user.target` is reached; its output
+    /// goes to the journal and the console. A test function cannot run
+    /// there (the host's files are not), a script or an
+    /// [`agent`](Self::agent) can.
+    pub fn system(mut self, system: &System) -> Self {
+        self.system = Some(system.clone());
+        self
+    }
+
+    /// The guest runs the commands the host hands it one at a time, with
+    /// [`Running::sh`], until [`Running::finish`]: for a test that drives
+    /// one or several VMs step by step.
+    pub fn agent(mut self) -> Self {
+        self.payload = Payload::Agent;
+        self
+    }
+
     /// Boots, runs the script, powers off; blocks until then.
     pub fn run(self) -> Outcome {
         self.spawn().wait()
@@ -483,6 +716,18 @@ impl Scenario {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let control = dir.join(".tandem");
         fs::create_dir(&control).unwrap();
+        fs::create_dir(control.join("agent")).unwrap();
+        // Where the guest sees the run directory.
+        let guest_dir = if self.system.is_some() {
+            assert!(
+                !matches!(self.payload, Payload::TestFn(_)),
+                "scenario {}: a booted system cannot run the host's test binary",
+                self.name
+            );
+            PathBuf::from(SYSTEM_RUN_DIR)
+        } else {
+            dir.clone()
+        };
         for (name, contents) in &self.files {
             let path = dir.join(name);
             if let Some(parent) = path.parent() {
@@ -493,7 +738,7 @@ impl Scenario {
 
         // Modules, dependencies first.
         let mut wanted: Vec<String> = Vec::new();
-        if self.default_modules {
+        if self.default_modules && self.system.is_none() {
             wanted.extend(DEFAULT_MODULES.iter().map(|s| s.to_string()));
         }
         if !self.nics.is_empty() {
@@ -521,7 +766,7 @@ impl Scenario {
         let exe = std::env::current_exe().expect("the test's own path");
         let cwd = match (&self.cwd, &self.payload) {
             (Some(d), _) => d.clone(),
-            (None, Payload::Script(_)) => dir.clone(),
+            (None, Payload::Script(_) | Payload::Agent) => guest_dir.clone(),
             (None, Payload::TestFn(_)) => std::env::current_dir().unwrap_or_else(|_| dir.clone()),
         };
         if let Payload::TestFn(_) = self.payload {
@@ -557,7 +802,7 @@ impl Scenario {
         }
         env.extend(self.env.clone());
         env.insert(IN_VM_ENV.into(), "1".into());
-        env.insert(DIR_ENV.into(), dir.display().to_string());
+        env.insert(DIR_ENV.into(), guest_dir.display().to_string());
         // A shell variable name is letters, digits and '_': cargo's
         // CARGO_BIN_EXE_<bin-name> may hold a '-' and cannot be exported
         // (the test reaches its binaries through `binary()` anyway).
@@ -569,14 +814,23 @@ impl Scenario {
         sh.push_str(&format!(
             "cd {} 2>/dev/null || cd {}\n",
             shell_quote(&cwd.display().to_string()),
-            shell_quote(&dir.display().to_string())
+            shell_quote(&guest_dir.display().to_string())
         ));
+        let guest_control = guest_dir.join(".tandem");
         match &self.payload {
             Payload::Script(script) => {
                 fs::write(control.join("script.sh"), script).unwrap();
                 sh.push_str(&format!(
                     "exec /bin/sh {}\n",
-                    shell_quote(&control.join("script.sh").display().to_string())
+                    shell_quote(&guest_control.join("script.sh").display().to_string())
+                ));
+            }
+            Payload::Agent => {
+                fs::write(control.join("agent.sh"), AGENT).unwrap();
+                sh.push_str(&format!(
+                    "exec /bin/sh {} {}\n",
+                    shell_quote(&guest_control.join("agent.sh").display().to_string()),
+                    shell_quote(&guest_control.join("agent").display().to_string())
                 ));
             }
             Payload::TestFn(name) => {
@@ -588,15 +842,25 @@ impl Scenario {
             }
         }
         fs::write(control.join("run.sh"), sh).unwrap();
+        if self.system.is_some() {
+            fs::write(control.join("system.sh"), SYSTEM_RUNNER).unwrap();
+            fs::write(control.join("vm-scenario.service"), SYSTEM_UNIT).unwrap();
+        }
 
         // QEMU.
         let k = &self.kernel;
-        let append = format!(
+        let mut append = format!(
             "{KERNEL_ARGS} tandem.run={} tandem.kroot={} tandem.krel={}",
             dir.display(),
             k.root.display(),
             k.release
         );
+        if let Some(system) = &self.system {
+            append.push_str(&format!(
+                " tandem.root={} {SYSTEM_ARGS}",
+                system.root.display()
+            ));
+        }
         let mut cmd = Command::new(&k.qemu);
         cmd.args(["-accel", "tcg", "-m"])
             .arg(self.memory_mib.to_string())
@@ -688,8 +952,9 @@ impl Scenario {
             dir: Some(tmp),
             test_fn: match self.payload {
                 Payload::TestFn(n) => Some(n),
-                Payload::Script(_) => None,
+                Payload::Script(_) | Payload::Agent => None,
             },
+            next_command: 0,
             _slot: slot,
         }
     }
@@ -735,10 +1000,95 @@ pub struct Running {
     timeout: Duration,
     dir: Option<tempfile::TempDir>,
     test_fn: Option<String>,
+    /// The agent's next command number.
+    next_command: u32,
     _slot: Arc<Slot>,
 }
 
+/// What a command run by the agent gave.
+#[derive(Clone, Debug)]
+pub struct Exec {
+    pub command: String,
+    pub rc: i32,
+    /// stdout and stderr, interleaved.
+    pub output: String,
+}
+
+impl Exec {
+    pub fn success(&self) -> bool {
+        self.rc == 0
+    }
+}
+
 impl Running {
+    /// Runs `command` (a shell script) in the guest through its
+    /// [agent](Scenario::agent) and waits for it, at most `timeout`.
+    /// Panics, with the console, when the VM stops or the time passes.
+    #[track_caller]
+    pub fn sh_timeout(&mut self, command: &str, timeout: Duration) -> Exec {
+        let agent = self.dir().join(".tandem").join("agent");
+        let n = self.next_command;
+        self.next_command += 1;
+        let tmp = agent.join(format!("{n}.tmp"));
+        fs::write(&tmp, command).expect("writing an agent command");
+        // The agent picks a command up by its final name: whole or not at all.
+        fs::rename(&tmp, agent.join(format!("{n}.sh"))).expect("handing a command over");
+        let rc_path = agent.join(format!("{n}.rc"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(rc) = fs::read_to_string(&rc_path) {
+                let output = fs::read_to_string(agent.join(format!("{n}.out"))).unwrap_or_default();
+                return Exec {
+                    command: command.to_string(),
+                    rc: rc.trim().parse().unwrap_or(-1),
+                    output,
+                };
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            if exited || Instant::now() >= deadline {
+                let partial =
+                    fs::read_to_string(agent.join(format!("{n}.out"))).unwrap_or_default();
+                panic!(
+                    "VM {}: {} while running:\n{command}\n----- output so far -----\n{partial}\n----- console -----\n{}",
+                    self.name,
+                    if exited { "stopped" } else { "timed out" },
+                    self.console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// [`sh_timeout`](Self::sh_timeout) with 120 s.
+    #[track_caller]
+    pub fn sh(&mut self, command: &str) -> Exec {
+        self.sh_timeout(command, Duration::from_secs(120))
+    }
+
+    /// Runs `command`, which must succeed; returns its output.
+    #[track_caller]
+    pub fn sh_ok(&mut self, command: &str) -> String {
+        let e = self.sh(command);
+        assert!(
+            e.success(),
+            "VM {}: exit status {} from:\n{command}\n----- output -----\n{}",
+            self.name,
+            e.rc,
+            e.output
+        );
+        e.output
+    }
+
+    /// Tells the agent to stop (the guest reports rc 0 and powers off)
+    /// and waits for that.
+    pub fn finish(self) -> Outcome {
+        let _ = fs::write(self.dir().join(".tandem").join("agent").join("exit"), "");
+        self.wait()
+    }
+
     /// The run directory (the same path inside).
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().unwrap().path()
@@ -868,6 +1218,15 @@ fn parse_result(log: &str) -> (Option<i32>, Option<f64>) {
 /// Starts scenarios together (a listening [`Link`] end before its
 /// connecting end) and waits for all of them. They share one VM slot.
 pub fn run_together(scenarios: Vec<Scenario>) -> Vec<Outcome> {
+    spawn_together(scenarios)
+        .into_iter()
+        .map(Running::wait)
+        .collect()
+}
+
+/// Starts scenarios together, as [`run_together`] does, and returns them
+/// running (in the order given).
+pub fn spawn_together(scenarios: Vec<Scenario>) -> Vec<Running> {
     let slot = Arc::new(Slot::acquire());
     let mut order: Vec<(usize, Scenario)> = scenarios.into_iter().enumerate().collect();
     // Listeners first.
@@ -894,10 +1253,8 @@ pub fn run_together(scenarios: Vec<Scenario>) -> Vec<Outcome> {
         }
         running.push((i, s.spawn_in_slot(Some(slot.clone()))));
     }
-    let mut outcomes: Vec<(usize, Outcome)> =
-        running.into_iter().map(|(i, r)| (i, r.wait())).collect();
-    outcomes.sort_by_key(|(i, _)| *i);
-    outcomes.into_iter().map(|(_, o)| o).collect()
+    running.sort_by_key(|(i, _)| *i);
+    running.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Whether something listens on 127.0.0.1:`port` (from /proc/net/tcp,
@@ -1685,9 +2042,54 @@ impl Cpio {
     }
 }
 
+/// The agent ([`Scenario::agent`]): runs `$1/N.sh` for N = 0, 1, ... as
+/// the host puts them there (`N.out`: the output, `N.rc`: the exit status,
+/// written last) until the host creates `$1/exit`.
+const AGENT: &str = r#"#!/bin/sh
+d="$1"
+n=0
+while :; do
+  if [ -e "$d/$n.sh" ]; then
+    sh "$d/$n.sh" >"$d/$n.out" 2>&1 </dev/null
+    echo $? >"$d/$n.rc.tmp"
+    mv "$d/$n.rc.tmp" "$d/$n.rc"
+    n=$((n + 1))
+  elif [ -e "$d/exit" ]; then
+    exit 0
+  else
+    sleep 0.05
+  fi
+done
+"#;
+
+/// A booted system's scenario service: what `run.sh` does in the chroot
+/// mode, then the result line and power-off.
+const SYSTEM_UNIT: &str = "[Unit]
+Description=tandem test VM scenario
+After=multi-user.target
+
+[Service]
+Type=simple
+ExecStart=/bin/sh /tandem-run/.tandem/system.sh
+StandardOutput=journal+console
+StandardError=journal+console
+";
+
+const SYSTEM_RUNNER: &str = r#"#!/bin/sh
+/bin/sh /tandem-run/.tandem/run.sh
+rc=$?
+sync
+{
+  echo
+  echo "TANDEM-RESULT rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)"
+} >/dev/console
+systemctl poweroff --force --force
+"#;
+
 /// The initramfs's `/init` (busybox sh). Parameters come on the kernel
 /// command line: `tandem.run` (the run directory), `tandem.kroot` (the
-/// unpacked kernel package), `tandem.krel` (its release).
+/// unpacked kernel package), `tandem.krel` (its release), and for a
+/// booted system `tandem.root` (the tree to boot).
 const INIT: &str = r#"#!/bin/sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -1709,6 +2111,7 @@ for a in $(cat /proc/cmdline); do
     tandem.run=*) RUN="${a#tandem.run=}" ;;
     tandem.kroot=*) KROOT="${a#tandem.kroot=}" ;;
     tandem.krel=*) KREL="${a#tandem.krel=}" ;;
+    tandem.root=*) SYSROOT="${a#tandem.root=}" ;;
   esac
 done
 [ -n "$RUN" ] && [ -n "$KROOT" ] && [ -n "$KREL" ] || die "tandem.run, tandem.kroot, tandem.krel missing from the kernel command line"
@@ -1721,6 +2124,36 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroo
   || die "cannot mount the host's root (9p tag hostroot)"
 mkdir -p /lib/modules
 ln -s "/host$KROOT/lib/modules/$KREL" "/lib/modules/$KREL"
+
+if [ -n "$SYSROOT" ]; then
+  # A booted system: the Debian tree under a RAM overlay, the kernel's
+  # modules where kmod looks, the run directory at /tandem-run, the
+  # scenario as a service, and systemd as PID 1.
+  mount -t tmpfs -o mode=0755 tmpfs /upper
+  mkdir /upper/data /upper/work
+  mount -t overlay -o "lowerdir=/host$SYSROOT,upperdir=/upper/data,workdir=/upper/work" overlay /newroot \
+    || die "cannot lay an overlay on $SYSROOT"
+  N=/newroot
+  mkdir -p "$N/lib/modules/$KREL" "$N/tandem-run"
+  mount --bind "/host$KROOT/lib/modules/$KREL" "$N/lib/modules/$KREL"
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 tandemrun "$N/tandem-run" \
+    || die "cannot mount the run directory (9p tag tandemrun)"
+  while read -r name path need; do
+    grep -q "^$name " /proc/modules && continue
+    if ! insmod "/host$path" 2>/tmp/insmod.err; then
+      [ "$need" = optional ] || die "cannot load module $name: $(cat /tmp/insmod.err)"
+    fi
+  done <"$N/tandem-run/.tandem/modules"
+  cp "$N/tandem-run/.tandem/vm-scenario.service" "$N/etc/systemd/system/" \
+    || die "cannot install the scenario service"
+  mkdir -p "$N/etc/systemd/system/multi-user.target.wants"
+  ln -sf ../vm-scenario.service "$N/etc/systemd/system/multi-user.target.wants/"
+  echo /sbin/modprobe >/proc/sys/kernel/modprobe
+  mount --move /dev "$N/dev"
+  mount --move /sys "$N/sys"
+  mount --move /proc "$N/proc"
+  exec switch_root "$N" /lib/systemd/systemd
+fi
 
 mount -t tmpfs -o mode=0755 tmpfs /upper
 mkdir /upper/data /upper/work
@@ -1797,6 +2230,14 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("TRAILER!!!"));
         assert!(text.contains("#!/bin/sh"));
+    }
+
+    #[test]
+    fn cached_systems_are_dated_by_the_civil_calendar() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_780), (2026, 11, 23));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]

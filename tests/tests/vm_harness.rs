@@ -279,3 +279,56 @@ fn a_host_port_forward_reaches_a_server_in_the_vm_while_it_runs() {
     let out = running.wait();
     out.assert_success();
 }
+
+/// The packages the booted-system tests add to debootstrap's minbase.
+const SYSTEM_PACKAGES: &[&str] = &["iproute2", "procps"];
+
+#[test]
+fn a_debian_tree_boots_with_systemd_as_init_and_its_agent_runs_commands_in_vm() {
+    let Some(vm) = vm::require("system_in_vm") else {
+        return;
+    };
+    let Some(system) = vm.debian("bookworm", SYSTEM_PACKAGES) else {
+        return;
+    };
+    let t0 = Instant::now();
+    let mut running = vm
+        .scenario("system")
+        .system(&system)
+        .agent()
+        .timeout(Duration::from_secs(180))
+        .spawn();
+    let booted = running.sh_ok("systemctl is-system-running --wait || true");
+    let boot_time = t0.elapsed();
+    // Everything started (no unit failed): "running", not "degraded".
+    assert_eq!(booted.trim(), "running", "{booted}");
+    assert_eq!(
+        running.sh_ok("readlink /proc/1/exe").trim(),
+        "/usr/lib/systemd/systemd"
+    );
+    // The kernel's modules are in place and load on demand: a veth pair
+    // needs the veth module, which nothing loaded before.
+    assert!(!running.sh_ok("cat /proc/modules").contains("veth "));
+    running.sh_ok("ip link add t0 type veth peer name t1");
+    assert!(running.sh_ok("cat /proc/modules").contains("veth "));
+    running.sh_ok("modprobe ip_vs && test -e /proc/net/ip_vs");
+    // The run directory is shared both ways, and a failure comes back.
+    std::fs::write(running.dir().join("from-host"), "hello").unwrap();
+    let e =
+        running.sh("cat $TANDEM_VM_DIR/from-host; echo back >$TANDEM_VM_DIR/from-guest; exit 7");
+    assert_eq!((e.rc, e.output.as_str()), (7, "hello"));
+    assert_eq!(
+        std::fs::read_to_string(running.dir().join("from-guest")).unwrap(),
+        "back\n"
+    );
+    // Writes went to the overlay, not to the cached tree.
+    running.sh_ok("touch /etc/written-in-the-vm");
+    assert!(!system.root().join("etc/written-in-the-vm").exists());
+    let out = running.finish();
+    out.assert_success();
+    eprintln!(
+        "booted system: multi-user after {:.1} s, {:.1} s in all",
+        boot_time.as_secs_f64(),
+        out.elapsed.as_secs_f64()
+    );
+}

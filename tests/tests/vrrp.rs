@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use tandem_model::api::{ReloadResult, VrrpState::*};
+use tandem_tests::binary;
 use tandem_tests::cluster::{
     Net, Pinger, Vrrpd, has_addr, instance, mac, neighbour, net, wait_reachable,
 };
@@ -660,4 +661,73 @@ fn a_failing_track_script_faults_the_master_and_its_recovery_brings_it_back() {
     assert_eq!(reason, "script chk failed");
     std::fs::write(&flag, "").unwrap();
     lb1.wait_state("web", Master, T);
+}
+
+#[test]
+fn release_takes_away_what_a_killed_vrrpd_left_and_nothing_else() {
+    let Some(net) = net("release", 1) else { return };
+    let lb1 = &net.directors[0];
+    // An address vrrpd has nothing to do with, beside its VIPs.
+    net.lab.addr(lb1, "eth0", "10.77.0.150/24");
+    let toml = format!(
+        "{}{}",
+        web(150, ""),
+        instance(
+            "vmac",
+            52,
+            150,
+            &["10.77.0.101/24"],
+            &format!("{ADV}\nuse_vmac = true")
+        )
+    );
+    let mut v = Vrrpd::start(&net.lab, lb1, &toml);
+    v.wait_state("web", Master, T);
+    v.wait_state("vmac", Master, T);
+    let (config, dir) = (v.config.clone(), v.dir.clone());
+    let release = || {
+        net.lab.exec(
+            lb1,
+            &[
+                binary("tandem-vrrpd").to_str().unwrap(),
+                "release",
+                "--config",
+                config.to_str().unwrap(),
+                "--socket-dir",
+                dir.to_str().unwrap(),
+            ],
+        )
+    };
+    // A live vrrpd keeps its VIPs: release refuses.
+    let refused = release();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("a vrrpd answers"),
+        "{refused:?}"
+    );
+    assert!(holds(&net, 0, VIP));
+
+    v.kill9();
+    assert!(holds(&net, 0, VIP), "kill -9 leaves the VIP behind");
+    assert!(has_addr(&net.lab, lb1, "vrrp.52", "10.77.0.101"));
+    let out = release();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        said.contains("released web: 10.77.0.100/24 from eth0"),
+        "{said}"
+    );
+    assert!(
+        said.contains("released vmac: macvlan vrrp.52 on eth0"),
+        "{said}"
+    );
+    assert!(!holds(&net, 0, VIP));
+    let links = net.lab.exec_ok(lb1, &["ip", "-o", "link"]);
+    assert!(!links.contains("vrrp.52"), "{links}");
+    for kept in ["10.77.0.1", "10.77.0.150"] {
+        assert!(holds(&net, 0, kept), "{kept} was not vrrpd's to remove");
+    }
+    // Again: there is nothing left.
+    let again = release();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to release"));
 }

@@ -329,6 +329,86 @@ pub struct Daemon {
     sysctls: BTreeMap<String, String>,
 }
 
+/// Removes `vip` from its interface if it is there; true when it was.
+/// A missing interface holds nothing.
+async fn remove_vip_if_present(nl: &Netlink, vip: &Vip) -> Result<bool, NetlinkError> {
+    let Some(link) = nl.link(&vip.ifname).await? else {
+        return Ok(false);
+    };
+    let addrs = nl.addresses(link.index).await?;
+    if !addrs.iter().any(|a| a.addr == vip.addr) {
+        return Ok(false);
+    }
+    nl.del_address(link.index, vip.addr, vip.prefix_len).await?;
+    Ok(true)
+}
+
+/// What [`release`] did on this host.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// One line per address or macvlan removed.
+    pub removed: Vec<String>,
+    /// What could not be removed; the rest was still attempted.
+    pub errors: Vec<String>,
+}
+
+/// Takes off this host what a vrrpd of `config` puts on it while master:
+/// the virtual IPs of every instance (address owners excepted: those are
+/// the interface's own addresses) and the virtual-MAC macvlans. A vrrpd
+/// that stops cleanly has done it already; one killed with -9 or crashed
+/// has not, and its VIPs would keep answering ARP next to the new master.
+/// `tandem-vrrpd release` runs this as the systemd unit's stop hook.
+///
+/// The sysctls a virtual MAC sets on the base interface (`arp_ignore`,
+/// `arp_filter`, `arp_announce`) stay: the values they replaced died with
+/// the daemon, and the next vrrpd sets them again anyway.
+pub async fn release(config: &Config) -> Result<Released, DaemonError> {
+    let nl = Netlink::connect()?;
+    let mut out = Released::default();
+    for cfg in &config.vrrp_instances {
+        let rt = Rt::new(cfg);
+        if !cfg.address_owner {
+            for vip in &rt.vips {
+                match remove_vip_if_present(&nl, vip).await {
+                    Ok(true) => out.removed.push(format!(
+                        "{}: {}/{} from {}",
+                        cfg.name, vip.addr, vip.prefix_len, vip.ifname
+                    )),
+                    Ok(false) => {}
+                    Err(e) => out.errors.push(format!("{}: {e}", cfg.name)),
+                }
+            }
+        }
+        let Some(vmac) = vmac_name(cfg) else {
+            continue;
+        };
+        let found = async {
+            let base = nl.link(&cfg.interface).await?;
+            let link = nl.link(&vmac).await?;
+            Ok::<_, NetlinkError>(base.zip(link))
+        };
+        match found.await {
+            // Only the macvlan vrrpd would have made: on this base, with
+            // the instance's virtual MAC. Anything else under that name is
+            // someone else's.
+            Ok(Some((base, link)))
+                if link.lower == Some(base.index)
+                    && link.mac == crate::netlink::virtual_mac(cfg.vrid as u8, false) =>
+            {
+                match nl.delete_link(link.index).await {
+                    Ok(()) => out
+                        .removed
+                        .push(format!("{}: macvlan {vmac} on {}", cfg.name, base.name)),
+                    Err(e) => out.errors.push(format!("{}: {e}", cfg.name)),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => out.errors.push(format!("{}: {e}", cfg.name)),
+        }
+    }
+    Ok(out)
+}
+
 /// The socket path this daemon serves its control API on.
 pub fn socket_path(opts: &Options, config: &Config) -> PathBuf {
     opts.socket_dir
@@ -422,21 +502,12 @@ impl Daemon {
                 continue;
             }
             for vip in &rt.vips {
-                let Ok(Some(link)) = self.nl.link(&vip.ifname).await else {
-                    continue;
-                };
-                let Ok(addrs) = self.nl.addresses(link.index).await else {
-                    continue;
-                };
-                if addrs.iter().any(|a| a.addr == vip.addr) {
-                    info!(instance = %rt.cfg.name, "removing {} from {}: left behind by an earlier run", vip.addr, vip.ifname);
-                    if let Err(e) = self
-                        .nl
-                        .del_address(link.index, vip.addr, vip.prefix_len)
-                        .await
-                    {
-                        warn!(instance = %rt.cfg.name, "{e}");
+                match remove_vip_if_present(&self.nl, vip).await {
+                    Ok(true) => {
+                        info!(instance = %rt.cfg.name, "removing {} from {}: left behind by an earlier run", vip.addr, vip.ifname)
                     }
+                    Ok(false) => {}
+                    Err(e) => warn!(instance = %rt.cfg.name, "{e}"),
                 }
             }
         }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tandem_model::api::{InstanceStatus, ReloadResult, VrrpdStatus, now_millis};
 use tandem_model::config;
 use tandem_model::control::{Client, ClientError};
@@ -24,8 +24,9 @@ use vrrpd::daemon::{Daemon, Input, Options, Signal};
 ///   tandem-vrrpd maintenance web on      # hand web over to the peer
 ///   tandem-vrrpd reload
 ///   tandem-vrrpd events
+///   tandem-vrrpd release                 # after a crash: take the VIPs away
 #[derive(Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(name = "tandem-vrrpd", version, verbatim_doc_comment)]
 struct Args {
     /// Validate this configuration file, print the findings, and exit
     /// (0: clean, 1: refused).
@@ -67,6 +68,18 @@ enum Cmd {
         #[arg(long)]
         since: Option<u64>,
     },
+    /// Remove what a dead vrrpd left on this host.
+    ///
+    /// The virtual IPs and virtual-MAC interfaces of the configured
+    /// instances, as a vrrpd killed with -9 leaves them. The systemd unit
+    /// runs it whenever the daemon stops; it refuses while a vrrpd answers
+    /// on the control socket.
+    Release,
+    /// Print a shell completion script (e.g. `completions bash`).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (section 8) into DIR, as the package ships them.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -75,13 +88,27 @@ fn main() -> ExitCode {
         return config::run_check(&path);
     }
     if let Some(cmd) = args.command {
+        match cmd {
+            Cmd::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Args::command(),
+                    "tandem-vrrpd",
+                    &mut std::io::stdout(),
+                );
+                return ExitCode::SUCCESS;
+            }
+            Cmd::Man { dir } => return write_man(&dir),
+            _ => {}
+        }
         let socket = client_socket(&args.config, args.socket_dir.as_deref());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
-        let result = match rt {
-            Ok(rt) => rt.block_on(client(cmd, socket)),
-            Err(e) => Err(e.into()),
+        let result = match (rt, cmd) {
+            (Ok(rt), Cmd::Release) => rt.block_on(release(&args.config, socket)),
+            (Ok(rt), cmd) => rt.block_on(client(cmd, socket)),
+            (Err(e), _) => Err(e.into()),
         };
         return match result {
             Ok(code) => code,
@@ -168,6 +195,49 @@ fn spawn_signals(tx: mpsc::Sender<Input>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn write_man(dir: &std::path::Path) -> ExitCode {
+    match tandem_model::manpages::write(Args::command(), dir) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem-vrrpd: {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `release`: what a dead vrrpd left on the interfaces goes away. A live
+/// one is left alone: taking its VIPs behind its back would black-hole
+/// them while it still advertises mastership.
+async fn release(config_path: &std::path::Path, socket: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path).with_context(|| {
+        format!(
+            "cannot tell which VIPs to release: {}",
+            config_path.display()
+        )
+    })?;
+    if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+        anyhow::bail!(
+            "a vrrpd answers on {}: stop it instead (it hands its VIPs over)",
+            socket.display()
+        );
+    }
+    let released = vrrpd::daemon::release(&config).await?;
+    for line in &released.removed {
+        println!("released {line}");
+    }
+    if released.removed.is_empty() && released.errors.is_empty() {
+        println!("nothing to release");
+    }
+    for e in &released.errors {
+        eprintln!("tandem-vrrpd: release: {e}");
+    }
+    Ok(if released.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// The control socket a client command talks to: --socket-dir, else the
 /// configuration's socket_dir, else the default.
 fn client_socket(config_path: &std::path::Path, socket_dir: Option<&std::path::Path>) -> PathBuf {
@@ -237,6 +307,9 @@ async fn client(cmd: Cmd, socket: PathBuf) -> anyhow::Result<ExitCode> {
             while let Some(e) = events.next().await {
                 println!("{}", serde_json::to_string(&e?)?);
             }
+        }
+        Cmd::Release | Cmd::Completions { .. } | Cmd::Man { .. } => {
+            unreachable!("main handles these without a daemon")
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tandem_model::config;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -22,7 +22,7 @@ use webui::server::{App, Options};
 ///   tandem-webui hash-password            # prints an argon2 PHC string
 ///   tandem-webui --listen 127.0.0.1:9090
 #[derive(Parser)]
-#[command(version, verbatim_doc_comment)]
+#[command(name = "tandem-webui", version, verbatim_doc_comment)]
 struct Args {
     /// Validate this configuration file, print the findings, and exit
     /// (0: clean, 1: refused).
@@ -53,6 +53,11 @@ enum Cmd {
     /// standard input) and print its argon2id hash for [[webui.user]]
     /// password_hash.
     HashPassword,
+    /// Print a shell completion script (e.g. `completions bash`).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (section 8) into DIR, as the package ships them.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -60,17 +65,38 @@ fn main() -> ExitCode {
     if let Some(path) = args.check {
         return config::run_check(&path);
     }
-    if let Some(Cmd::HashPassword) = args.command {
-        return match hash_password() {
-            Ok(h) => {
-                println!("{h}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("tandem-webui: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+    match args.command {
+        Some(Cmd::HashPassword) => {
+            return match hash_password() {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tandem-webui: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Cmd::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "tandem-webui",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(Cmd::Man { dir }) => {
+            return match tandem_model::manpages::write(Args::command(), &dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tandem-webui: {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
