@@ -1089,6 +1089,13 @@ impl Running {
         self.wait()
     }
 
+    /// Whether the VM still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The run directory (the same path inside).
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().unwrap().path()
