@@ -177,7 +177,10 @@ impl TandemDirector {
 }
 
 /// keepalived's configuration of the same director (VRRP, IPVS virtual
-/// servers with checks, lvs_sync_daemon), for the comparison.
+/// servers with checks, lvs_sync_daemon), for the comparison. `advert` and
+/// `check_interval` are in seconds (fractions allowed: `vrrp_version 3`
+/// takes `advert_int 0.2`). A failing real server is retried once after
+/// `check_interval` (`retry 1`), like tandem's `fall = 2`.
 pub fn keepalived_config(net: &Net, priority: u8, advert: &str, check_interval: &str) -> String {
     let fwd = match net.mode {
         Mode::Dr => "DR",
@@ -197,12 +200,15 @@ pub fn keepalived_config(net: &Net, priority: u8, advert: &str, check_interval: 
     for (port, check) in [
         (
             80,
-            "HTTP_GET {\n      url {\n        path /\n        status_code 200\n      }\n      connect_timeout 0.2\n    }"
-                .to_string(),
+            format!(
+                "HTTP_GET {{\n      url {{\n        path /\n        status_code 200\n      }}\n      connect_timeout 0.2\n      retry 1\n      delay_before_retry {check_interval}\n    }}"
+            ),
         ),
         (
             9000,
-            "TCP_CHECK {\n      connect_timeout 0.2\n    }".to_string(),
+            format!(
+                "TCP_CHECK {{\n      connect_timeout 0.2\n      retry 1\n      delay_before_retry {check_interval}\n    }}"
+            ),
         ),
     ] {
         let _ = write!(
@@ -224,14 +230,82 @@ pub fn keepalived_config(net: &Net, priority: u8, advert: &str, check_interval: 
 /// A director running keepalived (VRRP and checkers).
 pub struct KeepalivedDirector {
     pub keepalived: Keepalived,
+    /// Where [`Keepalived`] keeps its pid files.
+    dir: PathBuf,
+    killed: bool,
 }
 
 impl KeepalivedDirector {
     pub fn start(net: &Net, i: usize, conf: &str) -> KeepalivedDirector {
         KeepalivedDirector {
             keepalived: Keepalived::start_full(&net.lab, &net.directors[i], conf),
+            dir: net
+                .lab
+                .dir()
+                .join(format!("keepalived-{}", net.directors[i].name)),
+            killed: false,
         }
     }
+
+    /// The director dies: keepalived's three processes (parent, VRRP
+    /// child, checker child) killed with SIGKILL back to back, children
+    /// first. A child that outlived the others would stop cleanly (a
+    /// priority-0 advert, the VIPs removed): a handover, not a death.
+    pub fn kill9(&mut self) {
+        for name in ["vrrp.pid", "checkers.pid", "keepalived.pid"] {
+            let pid = std::fs::read_to_string(self.dir.join(name))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|p| *p > 1) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        // Reaps the parent (and kills any child the pid files missed).
+        self.keepalived.kill9();
+        self.killed = true;
+    }
+
+    pub fn log(&self) -> String {
+        self.keepalived.log()
+    }
+}
+
+impl Drop for KeepalivedDirector {
+    /// The lab kills only the parent: its children go too.
+    fn drop(&mut self) {
+        if !self.killed {
+            self.kill9();
+        }
+    }
+}
+
+/// `ipvsadm ARGS` in director `i`'s namespace: its stdout.
+pub fn ipvsadm(net: &Net, i: usize, args: &[&str]) -> String {
+    let argv: Vec<&str> = std::iter::once("ipvsadm")
+        .chain(args.iter().copied())
+        .collect();
+    let out = net.lab.exec(&net.directors[i], &argv);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Real servers per virtual service in director `i`'s IPVS table
+/// (`ipvsadm -Ln`), in the table's order.
+pub fn ipvs_real_servers(net: &Net, i: usize) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for line in ipvsadm(net, i, &["-Ln"]).lines() {
+        let line = line.trim_start();
+        if line.starts_with("TCP ") || line.starts_with("UDP ") || line.starts_with("FWM ") {
+            counts.push(0);
+        } else if line.starts_with("-> ") && !line.contains("RemoteAddress") {
+            if let Some(n) = counts.last_mut() {
+                *n += 1;
+            }
+        }
+    }
+    counts
 }
 
 /// HTTP and echo servers on every real server.
