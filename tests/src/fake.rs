@@ -454,7 +454,7 @@ pub fn healthd_status(vss: usize, per_vs: usize) -> HealthdStatus {
             error: None,
             last_sync: Some(now),
             operations: 10,
-            connection_sync: None,
+            connection_sync: Some("master on eth0, sync id 51".into()),
         },
         virtual_servers,
     }

@@ -899,6 +899,7 @@ async fn pages_show_instances_peers_and_real_servers() {
         "10.0.0.13:80",
         "12.0 kB/s",
         "3 ms",
+        "IPVS in sync; connection sync: master on eth0, sync id 51",
     ] {
         assert!(v.body.contains(s), "{s} missing");
     }

@@ -471,6 +471,23 @@ pub fn daemon_view<T>(
     }
 }
 
+/// healthd's line: the daemon, then what it keeps in the kernel (the IPVS
+/// table in sync or why not, the connection sync daemon's role).
+fn healthd_view(h: &Reach<Arc<HealthdStatus>>, now: UnixMillis) -> DaemonView {
+    let mut view = daemon_view("healthd", h, |s| &s.daemon, now);
+    if let Some(s) = h.up() {
+        let d = &s.dataplane;
+        match &d.error {
+            Some(e) if !d.ok => view.detail.push_str(&format!("; IPVS: {e}")),
+            _ => view.detail.push_str("; IPVS in sync"),
+        }
+        if let Some(cs) = &d.connection_sync {
+            view.detail.push_str(&format!("; connection sync: {cs}"));
+        }
+    }
+    view
+}
+
 pub struct InstanceView {
     pub name: String,
     pub placement: String,
@@ -636,7 +653,7 @@ pub async fn overview(State(app): State<AppState>, Viewer(caller, _): Viewer) ->
         chrome: Chrome::new(&app, &caller, "overview"),
         daemons: vec![
             daemon_view("vrrpd", &v, |s| &s.daemon, now),
-            daemon_view("healthd", &h, |s| &s.daemon, now),
+            healthd_view(&h, now),
         ],
         instances_html,
         vrrpd_running: v.up().is_some(),
@@ -807,7 +824,7 @@ pub async fn virtual_servers(State(app): State<AppState>, Viewer(caller, _): Vie
     };
     VirtualServersPage {
         chrome: Chrome::new(&app, &caller, "virtual-servers"),
-        healthd: daemon_view("healthd", &h, |s| &s.daemon, now),
+        healthd: healthd_view(&h, now),
         servers_html,
         no_servers: h.up().is_some_and(|s| s.virtual_servers.is_empty()),
         generated: utc(now),
