@@ -78,12 +78,74 @@ pub fn diff(old: &str, new: &str, context: usize) -> Vec<Option<DiffLine>> {
 
 /// Replaces the value of every `password_hash` key with asterisks, keeping
 /// the line structure (so line numbers and columns stay right).
+///
+/// A hash written any other way (an inline table, a quoted or dotted key,
+/// a multi-line string) is found in the parsed document and its characters
+/// replaced one for one; an argon2 PHC string anywhere else (a comment, a
+/// file that does not parse) is masked too. Viewers never see a hash.
 pub fn mask_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         out.push_str(&mask_line(line));
     }
-    out
+    let mut bytes = out.into_bytes();
+    let mut spans = Vec::new();
+    if let Ok(doc) = std::str::from_utf8(&bytes).map(toml::de::DeTable::parse)
+        && let Ok(root) = doc
+    {
+        secret_spans(root.get_ref(), &mut spans);
+    }
+    for span in spans {
+        // Keep the quotes and the line breaks: lines and columns stay.
+        let inner = span.start + 1..span.end.saturating_sub(1).max(span.start + 1);
+        for b in &mut bytes[inner] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = b'*';
+            }
+        }
+    }
+    mask_phc(&mut bytes);
+    // Only ASCII bytes were written over whole characters' bytes.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// The value spans of every `password_hash` key, however written.
+fn secret_spans(table: &toml::de::DeTable<'_>, out: &mut Vec<std::ops::Range<usize>>) {
+    for (key, value) in table.iter() {
+        if key.get_ref() == "password_hash" {
+            out.push(value.span());
+        }
+        secret_value_spans(value.get_ref(), out);
+    }
+}
+
+fn secret_value_spans(value: &toml::de::DeValue<'_>, out: &mut Vec<std::ops::Range<usize>>) {
+    match value {
+        toml::de::DeValue::Table(t) => secret_spans(t, out),
+        toml::de::DeValue::Array(a) => {
+            for v in a.iter() {
+                secret_value_spans(v.get_ref(), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Masks every `$argon2...` PHC string up to its end (a quote, blank,
+/// comma or bracket).
+fn mask_phc(bytes: &mut [u8]) {
+    const MARK: &[u8] = b"$argon2";
+    let mut i = 0;
+    while i + MARK.len() <= bytes.len() {
+        if &bytes[i..i + MARK.len()] == MARK {
+            while i < bytes.len() && !b"\"' \t\r\n,]}#".contains(&bytes[i]) {
+                bytes[i] = b'*';
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
 }
 
 fn mask_line(line: &str) -> String {
@@ -443,5 +505,21 @@ mod tests {
         assert!(!masked.contains("secret"), "{masked}");
         assert_eq!(masked.lines().count(), text.lines().count());
         assert!(masked.contains("  password_hash = \"********\"\n"));
+    }
+
+    #[test]
+    fn hashes_written_any_other_way_are_masked_too() {
+        let text = "[webui]\nuser = [ { name = \"ada\", password_hash = \"$argon2id$v=19$inline\", role = \"admin\" } ]\n\
+                    [[webui.user]]\n\"password_hash\" = \"$argon2id$v=19$quoted\"\n\
+                    # old: $argon2id$v=19$commented\n";
+        let masked = mask_secrets(text);
+        for secret in ["inline", "quoted", "commented", "argon2"] {
+            assert!(!masked.contains(secret), "{secret} shown in\n{masked}");
+        }
+        assert_eq!(masked.lines().count(), text.lines().count());
+        assert!(masked.contains("name = \"ada\""), "{masked}");
+        // A file that does not parse still hides what looks like a hash.
+        let broken = mask_secrets("[webui\npassword_hash: \"$argon2id$v=19$x\"\n");
+        assert!(!broken.contains("argon2"), "{broken}");
     }
 }
