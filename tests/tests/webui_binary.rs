@@ -109,4 +109,9 @@ async fn over_tls_the_session_cookie_is_secure() {
     for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{attr} missing: {cookie}");
     }
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "no HSTS:\n{resp}"
+    );
 }

@@ -491,8 +491,10 @@ impl FromRequestParts<AppState> for Admin {
 
 /// Headers every answer carries: no framing (the confirmation buttons
 /// must not be clickable through another site's page), scripts and styles
-/// from this origin only, and no caching of what the daemons said.
-async fn security_headers(req: Request, next: Next) -> Response {
+/// from this origin only, and no caching of what the daemons said. Over
+/// TLS, browsers are told to come back over TLS only (HSTS), so a
+/// downgraded first request cannot leak the session.
+async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let is_static = req.uri().path().starts_with("/static/");
     let mut r = next.run(req).await;
     let h = r.headers_mut();
@@ -511,6 +513,12 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    if app.tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if !is_static {
         h.entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
@@ -545,7 +553,10 @@ pub fn router(app: AppState) -> Router {
         .nest("/api/v1", api::routes())
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            security_headers,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
