@@ -925,11 +925,21 @@ impl Daemon {
             if let Err(e) = timer.set(deadline) {
                 error!("cannot arm the timer: {e}");
             }
-            let input = tokio::select! {
+            let mut input = tokio::select! {
                 biased;
                 i = rx.recv() => i,
                 _ = timer.fired() => None,
             };
+            if input.is_none() {
+                // A deadline passed. If this loop was held up (a slow
+                // netlink request, a busy machine), adverts that arrived
+                // before the deadline may still wait in the sockets: the
+                // readers forward them when they next run. Let them run
+                // once and take what they brought first, or a backup would
+                // declare a master dead that advertised in time.
+                tokio::task::yield_now().await;
+                input = rx.try_recv().ok();
+            }
             let now = Instant::now();
             let outs = match input {
                 Some(input) => self.handle(input, now).await,
