@@ -120,7 +120,10 @@ fn the_demo_lab_comes_up_serves_through_failures_and_goes_away() {
     };
     let up = lab.ok(&["up"]);
     assert!(up.contains("lb1 holds 10.99.0.100 fd00:99::100"), "{up}");
-    assert!(up.contains("the client reaches http://10.99.0.100/"), "{up}");
+    assert!(
+        up.contains("the client reaches http://10.99.0.100/"),
+        "{up}"
+    );
     assert!(up.contains("3 of 3 up"), "{up}");
     assert!(up.contains("sudo scripts/lab kill lb1"), "{up}");
     assert!(
@@ -131,7 +134,10 @@ fn the_demo_lab_comes_up_serves_through_failures_and_goes_away() {
     // The web UI answers on the host's loopback: its login page, and the
     // API with the lab's credentials.
     let login = lab.curl("/login", None);
-    assert!(login.ends_with("\n200") && login.contains("password"), "{login}");
+    assert!(
+        login.ends_with("\n200") && login.contains("password"),
+        "{login}"
+    );
     let api = lab.curl("/api/v1/status", Some("admin:tandem"));
     assert!(api.ends_with("\n200") && api.contains("\"web\""), "{api}");
     assert!(lab.curl("/api/v1/status", None).ends_with("\n401"));
