@@ -29,7 +29,7 @@
 //!   with `ip`, coarse under emulation), and the CPU the four daemons
 //!   (both directors) took under the load before the death.
 //!
-//! The real servers are `e2e::start_quiet_servers`: tandem's checks close
+//! The real servers are `e2e::start_servers`: tandem's checks close
 //! with a reset, and the plain test servers print a Python traceback for
 //! each, which slows the emulated VM down for tandem's runs only.
 //!
@@ -251,7 +251,7 @@ struct Sample {
 
 fn failover_once(which: Impl, run: usize) -> Sample {
     let net = e2e::net(&format!("bench_{}_{run}", which.name()), Mode::Dr, 3);
-    let _servers = e2e::start_quiet_servers(&net);
+    let _servers = e2e::start_servers(&net);
     let mut lb1 = Director::start(which, &net, 0, 150);
     let mut lb2 = Director::start(which, &net, 1, 100);
     wait_ready(&net, &lb1, &lb2);

@@ -308,17 +308,12 @@ pub fn ipvs_real_servers(net: &Net, i: usize) -> Vec<usize> {
     counts
 }
 
-/// HTTP and echo servers on every real server.
+/// HTTP and echo servers on every real server, silent about connections
+/// the peer resets: tandem's checks close with a reset (no TIME_WAIT), and
+/// a Python traceback for each, several a second per server, halved the
+/// rate the client's load was served at in the emulated VM (and would
+/// bias a comparison with keepalived's checks, which close with a FIN).
 pub fn start_servers(net: &Net) -> Vec<Proc> {
-    servers(net, "")
-}
-
-/// [`start_servers`], silent about connections the peer resets. tandem's
-/// checks close with a reset (no TIME_WAIT); the plain servers print a
-/// Python traceback for each, several a second per server, which in the
-/// emulated VM halves the rate the client's load is served at, and would
-/// bias a comparison with keepalived's checks, which close with a FIN.
-pub fn start_quiet_servers(net: &Net) -> Vec<Proc> {
     servers(
         net,
         "threading.excepthook = lambda args: None\n\
