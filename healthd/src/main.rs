@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use healthd::daemon::{Daemon, Input, Options, Signal};
-use tandem_model::api::{HealthdStatus, ReloadResult, now_millis};
+use tandem_model::api::{HealthdStatus, now_millis};
 use tandem_model::config;
-use tandem_model::control::{Client, ClientError};
+use tandem_model::control::{Client, reload_and_report};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info};
@@ -92,15 +92,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Some(Cmd::Man { dir }) => {
-            return match tandem_model::manpages::write(Args::command(), &dir) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("tandem-healthd: {}: {e}", dir.display());
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Some(Cmd::Man { dir }) => return tandem_model::manpages::run(Args::command(), &dir),
         _ => {}
     }
     // One thread: the loop and thousands of probes a second are I/O;
@@ -204,29 +196,11 @@ async fn client(cmd: Cmd, socket: PathBuf) -> anyhow::Result<ExitCode> {
                 print!("{}", healthd::report::render(&st, now_millis()));
             }
         }
-        Cmd::Reload => match c
-            .post::<_, ReloadResult>("/reload", &serde_json::json!({}))
-            .await
-        {
-            Ok(r) => {
-                for change in &r.changes {
-                    println!("{change}");
-                }
-                println!(
-                    "reloaded: {} change(s), {} unchanged",
-                    r.changes.len(),
-                    r.unchanged
-                );
-            }
-            Err(ClientError::Http { body: Some(b), .. }) => {
-                for d in &b.diagnostics {
-                    eprintln!("{d}");
-                }
-                eprintln!("{}", b.error);
+        Cmd::Reload => {
+            if !reload_and_report(&c).await? {
                 return Ok(ExitCode::FAILURE);
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
         Cmd::Drain {
             virtual_server,
             real_server,

@@ -413,6 +413,37 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// `PROGRAM reload`, the same for every daemon: asks for a reload and
+/// prints the changes applied, or, when the daemon refused the file, its
+/// located findings on standard error. `Ok(false)`: refused (the running
+/// state stayed).
+pub async fn reload_and_report(c: &Client) -> Result<bool, ClientError> {
+    match c
+        .post::<_, crate::api::ReloadResult>("/reload", &serde_json::json!({}))
+        .await
+    {
+        Ok(r) => {
+            for change in &r.changes {
+                println!("{change}");
+            }
+            println!(
+                "reloaded: {} change(s), {} unchanged",
+                r.changes.len(),
+                r.unchanged
+            );
+            Ok(true)
+        }
+        Err(ClientError::Http { body: Some(b), .. }) => {
+            for d in &b.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!("{}", b.error);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,19 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// `PROGRAM man DIR`, the same for every program: writes the pages, or
+/// says on standard error why it could not.
+pub fn run(cmd: clap::Command, dir: &Path) -> std::process::ExitCode {
+    let name = cmd.get_name().to_string();
+    match write(cmd, dir) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {}: {e}", dir.display());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Writes `cmd`'s pages into `dir`, which must exist; returns their paths.
 pub fn write(cmd: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut cmd = cmd.disable_help_subcommand(true);

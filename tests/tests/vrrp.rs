@@ -458,6 +458,17 @@ fn a_refused_reload_keeps_the_running_state() {
         }
         other => panic!("{other}"),
     }
+    // The CLI says the same: the finding at its line, exit status 1.
+    let out = std::process::Command::new(tandem_tests::binary("tandem-vrrpd"))
+        .arg("reload")
+        .arg("--socket-dir")
+        .arg(lb1.socket().parent().unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("vrrpd.toml:1:1: "), "{stderr}");
+    assert!(stderr.contains("running configuration kept"), "{stderr}");
     assert_eq!(lb1.state("web"), Master);
     assert!(holds(&net, 0, VIP));
 }

@@ -3,9 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use tandem_model::api::{InstanceStatus, ReloadResult, VrrpdStatus, now_millis};
+use tandem_model::api::{InstanceStatus, VrrpdStatus, now_millis};
 use tandem_model::config;
-use tandem_model::control::{Client, ClientError};
+use tandem_model::control::{Client, reload_and_report};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info};
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::SUCCESS;
             }
-            Cmd::Man { dir } => return write_man(&dir),
+            Cmd::Man { dir } => return tandem_model::manpages::run(Args::command(), &dir),
             _ => {}
         }
         let socket = client_socket(&args.config, args.socket_dir.as_deref());
@@ -195,16 +195,6 @@ fn spawn_signals(tx: mpsc::Sender<Input>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_man(dir: &std::path::Path) -> ExitCode {
-    match tandem_model::manpages::write(Args::command(), dir) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tandem-vrrpd: {}: {e}", dir.display());
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// `release`: what a dead vrrpd left on the interfaces goes away. A live
 /// one is left alone: taking its VIPs behind its back would black-hole
 /// them while it still advertises mastership.
@@ -261,29 +251,11 @@ async fn client(cmd: Cmd, socket: PathBuf) -> anyhow::Result<ExitCode> {
                 print!("{}", vrrpd::report::render(&st, now_millis()));
             }
         }
-        Cmd::Reload => match c
-            .post::<_, ReloadResult>("/reload", &serde_json::json!({}))
-            .await
-        {
-            Ok(r) => {
-                for change in &r.changes {
-                    println!("{change}");
-                }
-                println!(
-                    "reloaded: {} change(s), {} unchanged",
-                    r.changes.len(),
-                    r.unchanged
-                );
-            }
-            Err(ClientError::Http { body: Some(b), .. }) => {
-                for d in &b.diagnostics {
-                    eprintln!("{d}");
-                }
-                eprintln!("{}", b.error);
+        Cmd::Reload => {
+            if !reload_and_report(&c).await? {
                 return Ok(ExitCode::FAILURE);
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
         Cmd::Maintenance { instance, state } => {
             let path = format!("/instances/{instance}/maintenance");
             let st: InstanceStatus = c

@@ -87,15 +87,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Some(Cmd::Man { dir }) => {
-            return match tandem_model::manpages::write(Args::command(), &dir) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("tandem-webui: {}: {e}", dir.display());
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Some(Cmd::Man { dir }) => return tandem_model::manpages::run(Args::command(), &dir),
         None => {}
     }
     tracing_subscriber::fmt()
