@@ -484,6 +484,17 @@ async fn a_post_without_the_sessions_csrf_token_is_refused() {
         )
         .await;
     assert_eq!(basic.status, StatusCode::OK, "{}", basic.body);
+    // A name the daemon does not know is its 404, not a gateway error.
+    let unknown = e
+        .api(
+            Method::POST,
+            "/api/v1/virtual-servers/nope/real-servers/10.0.0.11:80/drain",
+            Some(("ada", "admin-pw")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
     assert_eq!(
         e.fakes.healthd.calls(),
         [

@@ -243,8 +243,18 @@ async fn set_drain(app: AppState, user: &str, vs: String, rs: String, on: bool) 
         Ok(()) => {
             Json(json!({ "virtual_server": vs, "real_server": rs, "drained": on })).into_response()
         }
-        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+        Err(e) => action_error(e),
     }
+}
+
+/// A daemon's refusal keeps its status (404: no such name); a daemon that
+/// did not answer is a 502.
+fn action_error(e: crate::daemons::ActionError) -> Response {
+    let status = e
+        .refused
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    error(status, e.message)
 }
 
 async fn drain(
@@ -278,7 +288,7 @@ async fn maintenance(
     tracing::info!(user = %user.name, "maintenance of {name} {}: {r:?}", b.on);
     match r {
         Ok(()) => Json(json!({ "instance": name, "maintenance": b.on })).into_response(),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+        Err(e) => action_error(e),
     }
 }
 

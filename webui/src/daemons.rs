@@ -90,6 +90,42 @@ async fn timed<T>(
     }
 }
 
+/// Why a daemon did not carry out an action: its own refusal (a 4xx, with
+/// its status: 404 for a name it does not know) or no answer at all.
+#[derive(Debug)]
+pub struct ActionError {
+    /// The daemon's 4xx status; `None` when it could not be reached or
+    /// failed.
+    pub refused: Option<u16>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+async fn action<T>(
+    what: &str,
+    f: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ActionError> {
+    match tokio::time::timeout(STATUS_TIMEOUT, f).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(ActionError {
+            refused: match &e {
+                ClientError::Http { status, .. } if (400..500).contains(status) => Some(*status),
+                _ => None,
+            },
+            message: down_reason(&e),
+        }),
+        Err(_) => Err(ActionError {
+            refused: None,
+            message: format!("{what}: no answer within {} s", STATUS_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
 /// A cached status: when it was fetched, under which generation, and what
 /// it was. An event bumps the generation, which outdates a fetch that was
 /// under way when the event came.
@@ -324,15 +360,14 @@ impl Daemons {
     }
 
     /// Drains (weight 0) or enables a real server through healthd.
-    pub async fn set_drain(&self, vs: &str, rs: &str, drain: bool) -> Result<(), String> {
+    pub async fn set_drain(&self, vs: &str, rs: &str, drain: bool) -> Result<(), ActionError> {
         let path = format!(
             "/virtual-servers/{}/real-servers/{}/{}",
             path_segment(vs),
             path_segment(rs),
             if drain { "drain" } else { "enable" }
         );
-        let r = timed(
-            STATUS_TIMEOUT,
+        let r = action(
             "drain",
             self.healthd
                 .post::<_, serde_json::Value>(&path, &serde_json::json!({})),
@@ -343,10 +378,9 @@ impl Daemons {
     }
 
     /// Puts a VRRP instance in maintenance (the peer takes over) or back.
-    pub async fn set_maintenance(&self, instance: &str, on: bool) -> Result<(), String> {
+    pub async fn set_maintenance(&self, instance: &str, on: bool) -> Result<(), ActionError> {
         let path = format!("/instances/{}/maintenance", path_segment(instance));
-        let r = timed(
-            STATUS_TIMEOUT,
+        let r = action(
             "maintenance",
             self.vrrpd
                 .post::<_, serde_json::Value>(&path, &serde_json::json!({ "on": on })),

@@ -1542,7 +1542,8 @@ pub async fn drain(
     action_result(
         &app,
         &caller,
-        r.map(|()| format!("{} of {} is {what}.", f.rs, f.vs)),
+        r.map(|()| format!("{} of {} is {what}.", f.rs, f.vs))
+            .map_err(|e| e.message),
         ("/virtual-servers", "Back to the virtual servers"),
     )
 }
@@ -1593,7 +1594,7 @@ pub async fn maintenance(
     action_result(
         &app,
         &caller,
-        r.map(|()| {
+        r.map_err(|e| e.message).map(|()| {
             format!(
                 "Maintenance of {} is {}.",
                 f.instance,
