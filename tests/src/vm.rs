@@ -218,6 +218,30 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The glue of a test that runs its own body in the VM. Outside: builds
+/// `binaries`, boots a VM (the scenario as `configure` makes it, from a
+/// 240 s timeout) that runs the calling test, asserts it passed, and
+/// returns true (also when the VM cannot boot and the test skips, per
+/// [`require`]). Inside: false, and the test body runs.
+#[track_caller]
+pub fn booted_outside(binaries: &[&str], configure: impl FnOnce(Scenario) -> Scenario) -> bool {
+    if inside() {
+        return false;
+    }
+    let name = current_test_name().expect("called from the test's thread");
+    for b in binaries {
+        crate::binary(b);
+    }
+    let Some(machine) = require(&name) else {
+        return true;
+    };
+    let out =
+        configure(machine.scenario(&name).timeout(Duration::from_secs(240))).run_test_fn(&name);
+    out.assert_success();
+    eprintln!("{name}: {:.1} s in the VM", out.elapsed.as_secs_f64());
+    true
+}
+
 /// Gives a [`Vm`] when this machine can boot one; otherwise skips loudly
 /// (returns `None`) unless `CI` is set, where it panics: the netns
 /// harness's policy.

@@ -8,30 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tandem_model::api::VrrpState::{Backup, Master};
 use tandem_tests::e2e::{self, Load, LongConnection, Mode, TandemDirector};
 use tandem_tests::netns::wait_until;
-use tandem_tests::{binary, vm};
+use tandem_tests::vm;
 
 const T: Duration = Duration::from_secs(20);
-
-#[track_caller]
-fn booted_outside() -> bool {
-    if vm::inside() {
-        return false;
-    }
-    let name = vm::current_test_name().expect("called from the test's thread");
-    binary("tandem-vrrpd");
-    binary("tandem-healthd");
-    let Some(machine) = vm::require(&name) else {
-        return true;
-    };
-    let out = machine
-        .scenario(&name)
-        .memory_mib(512)
-        .timeout(Duration::from_secs(300))
-        .run_test_fn(&name);
-    out.assert_success();
-    eprintln!("{name}: {:.1} s in the VM", out.elapsed.as_secs_f64());
-    true
-}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -162,7 +141,9 @@ fn story(mode: Mode, preempt: bool) {
 
 #[test]
 fn in_dr_mode_clients_are_served_through_director_and_server_deaths() {
-    if booted_outside() {
+    if vm::booted_outside(&["tandem-vrrpd", "tandem-healthd"], |s| {
+        s.memory_mib(512).timeout(Duration::from_secs(300))
+    }) {
         return;
     }
     story(Mode::Dr, true);
@@ -171,7 +152,9 @@ fn in_dr_mode_clients_are_served_through_director_and_server_deaths() {
 #[test]
 fn in_nat_mode_with_the_gateway_vip_and_no_preemption_clients_are_served_through_director_and_server_deaths()
  {
-    if booted_outside() {
+    if vm::booted_outside(&["tandem-vrrpd", "tandem-healthd"], |s| {
+        s.memory_mib(512).timeout(Duration::from_secs(300))
+    }) {
         return;
     }
     story(Mode::Nat, false);

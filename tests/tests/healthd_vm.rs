@@ -11,31 +11,9 @@ use std::time::Duration;
 use tandem_model::api::HealthState::{Down, Up};
 use tandem_tests::cluster::{Healthd, TestServer};
 use tandem_tests::netns::{self, Host, Lab, wait_until};
-use tandem_tests::{binary, vm};
+use tandem_tests::vm;
 
 const T: Duration = Duration::from_secs(20);
-
-/// Outside: builds the daemons, boots a VM running the calling test, and
-/// asserts it passed. Inside: false, and the test body runs.
-#[track_caller]
-fn booted_outside() -> bool {
-    if vm::inside() {
-        return false;
-    }
-    let name = vm::current_test_name().expect("called from the test's thread");
-    binary("tandem-healthd");
-    binary("tandem-testserver");
-    let Some(machine) = vm::require(&name) else {
-        return true;
-    };
-    let out = machine
-        .scenario(&name)
-        .timeout(Duration::from_secs(240))
-        .run_test_fn(&name);
-    out.assert_success();
-    eprintln!("{name}: {:.1} s in the VM", out.elapsed.as_secs_f64());
-    true
-}
 
 struct Net {
     lab: Lab,
@@ -120,7 +98,7 @@ fn curl(net: &Net) -> String {
 
 #[test]
 fn the_ipvs_table_follows_health_and_the_sorry_server_covers_a_lost_quorum() {
-    if booted_outside() {
+    if vm::booted_outside(&["tandem-healthd", "tandem-testserver"], |s| s) {
         return;
     }
     let net = net(3);
@@ -183,7 +161,7 @@ while True:
 
 #[test]
 fn inhibit_on_failure_keeps_an_open_connection_alive() {
-    if booted_outside() {
+    if vm::booted_outside(&["tandem-healthd", "tandem-testserver"], |s| s) {
         return;
     }
     let net = net(1);
@@ -226,7 +204,7 @@ f.write(b'two\n'); f.flush(); print('got', f.readline().decode().strip(), flush=
 
 #[test]
 fn a_restarted_healthd_adopts_the_table_without_an_operation() {
-    if booted_outside() {
+    if vm::booted_outside(&["tandem-healthd", "tandem-testserver"], |s| s) {
         return;
     }
     let net = net(2);

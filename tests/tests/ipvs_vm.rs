@@ -24,24 +24,6 @@ use tandem_tests::{binary, vm};
 // ---------------------------------------------------------------------
 // Harness glue.
 
-/// Outside: builds ipvsctl, boots a VM running the calling test, and
-/// asserts it passed. Inside: false, and the test body runs.
-#[track_caller]
-fn booted_outside(extra: impl FnOnce(vm::Scenario) -> vm::Scenario) -> bool {
-    if vm::inside() {
-        return false;
-    }
-    let name = vm::current_test_name().expect("called from the test's thread");
-    binary("ipvsctl");
-    let Some(machine) = vm::require(&name) else {
-        return true;
-    };
-    let out = extra(machine.scenario(&name).timeout(Duration::from_secs(180))).run_test_fn(&name);
-    out.assert_success();
-    eprintln!("{name}: {:.1} s in the VM", out.elapsed.as_secs_f64());
-    true
-}
-
 fn ipvsctl_path() -> PathBuf {
     binary("ipvsctl")
 }
@@ -239,7 +221,7 @@ fn without_thresholds(rules: &str) -> String {
 
 #[test]
 fn every_attribute_written_by_ipvsctl_reads_the_same_in_ipvsadm() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     local_subnets();
@@ -286,7 +268,7 @@ fn every_attribute_written_by_ipvsctl_reads_the_same_in_ipvsadm() {
 
 #[test]
 fn every_attribute_written_by_ipvsadm_reads_the_same_in_ipvsctl() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     local_subnets();
@@ -320,7 +302,7 @@ fn every_attribute_written_by_ipvsadm_reads_the_same_in_ipvsctl() {
 
 #[test]
 fn save_and_restore_interchange_with_ipvsadm_both_ways() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     // Three namespaces: the original table, one copy per direction.
@@ -480,7 +462,7 @@ fn count(seen: &BTreeMap<String, usize>, rs: &str) -> usize {
 
 #[test]
 fn nat_dr_and_tun_carry_traffic_and_rr_spreads_it_evenly() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     lab();
@@ -572,7 +554,7 @@ fn hold_connections(vip: &'static str, n: usize) -> (mpsc::Sender<()>, JoinHandl
 
 #[test]
 fn wrr_sh_lc_and_wlc_distribute_as_their_rules_say() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     lab();
@@ -627,7 +609,7 @@ fn wrr_sh_lc_and_wlc_distribute_as_their_rules_say() {
 
 #[test]
 fn applying_twice_changes_nothing_and_only_prune_removes_foreign_services() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     local_subnets();
@@ -741,7 +723,7 @@ fn echo_server(ns: &'static str) {
 
 #[test]
 fn a_weight_change_is_one_edit_and_an_open_connection_survives_it() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     lab();
@@ -809,7 +791,7 @@ fn a_weight_change_is_one_edit_and_an_open_connection_survives_it() {
 
 #[test]
 fn kernel_errors_read_as_human_messages() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     local_subnets();
@@ -917,7 +899,7 @@ fn kernel_errors_read_as_human_messages() {
 
 #[test]
 fn timeouts_and_sync_daemons_round_trip_with_ipvsadm() {
-    if booted_outside(|s| s) {
+    if vm::booted_outside(&["ipvsctl"], |s| s) {
         return;
     }
     sh("ip link add sync0 type dummy && ip link set sync0 up multicast on");
@@ -998,7 +980,7 @@ fn timeouts_and_sync_daemons_round_trip_with_ipvsadm() {
 
 #[test]
 fn without_the_ip_vs_module_ipvsctl_says_what_to_load() {
-    if booted_outside(|s| s.no_default_modules()) {
+    if vm::booted_outside(&["ipvsctl"], |s| s.no_default_modules()) {
         return;
     }
     // As on a kernel without the modules at all: nothing may load ip_vs
