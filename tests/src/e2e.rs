@@ -366,7 +366,8 @@ while True:
 }
 
 /// A steady HTTP load from the client: one request every `every`, each
-/// with a 300 ms timeout, results as "<epoch> ok|fail" lines.
+/// with a 300 ms timeout, results as "<epoch> ok|fail <seconds> [error]"
+/// lines.
 pub struct Load {
     proc: Proc,
     out: PathBuf,
@@ -386,9 +387,9 @@ while True:
     t = time.time()
     try:
         urllib.request.urlopen("http://{VIP}/", timeout=0.3).read()
-        out.write(f"{{t:.3f}} ok\n")
-    except Exception:
-        out.write(f"{{t:.3f}} fail\n")
+        out.write(f"{{t:.3f}} ok {{time.time() - t:.3f}}\n")
+    except Exception as e:
+        out.write(f"{{t:.3f}} fail {{time.time() - t:.3f}} {{e!r}}\n")
     time.sleep(max(0.0, {every} - (time.time() - t)))
 "#,
             out = out.display(),
@@ -420,8 +421,28 @@ while True:
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {
-                let (t, r) = l.split_once(' ')?;
-                Some((t.parse().ok()?, r == "ok"))
+                let mut words = l.split(' ');
+                let t = words.next()?.parse().ok()?;
+                Some((t, words.next()? == "ok"))
+            })
+            .collect()
+    }
+
+    /// The failed requests since `since`, each as "+seconds after it,
+    /// seconds taken, the error": a timeout and a reset tell different
+    /// stories.
+    pub fn failures(&self, since: f64) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.splitn(4, ' ');
+                let t: f64 = words.next()?.parse().ok()?;
+                (t >= since && words.next()? == "fail").then(|| {
+                    let took = words.next().unwrap_or("?");
+                    let why = words.next().unwrap_or("?");
+                    format!("{:+.2}s took {took}s: {why}", t - since)
+                })
             })
             .collect()
     }

@@ -238,6 +238,10 @@ pub fn booted_outside(binaries: &[&str], configure: impl FnOnce(Scenario) -> Sce
     let out =
         configure(machine.scenario(&name).timeout(Duration::from_secs(240))).run_test_fn(&name);
     out.assert_success();
+    // What the test said in the VM, when asked: a passing run's figures.
+    if std::env::var("TANDEM_VM_LOG").is_ok_and(|v| !v.is_empty() && v != "0") {
+        eprintln!("{}", out.log);
+    }
     eprintln!("{name}: {:.1} s in the VM", out.elapsed.as_secs_f64());
     true
 }

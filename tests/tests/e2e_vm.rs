@@ -118,6 +118,10 @@ fn story(mode: Mode, preempt: bool) {
     lb1.restart(&net.lab);
     if preempt {
         lb1.vrrpd.wait_state("web", Master, T);
+        eprintln!(
+            "{mode:?}: lb1 master again {:+.2}s after its return",
+            now() - back
+        );
         lb2.vrrpd.wait_state("web", Backup, T);
     } else {
         lb1.vrrpd.wait_state("web", Backup, T);
@@ -132,18 +136,16 @@ fn story(mode: Mode, preempt: bool) {
     }
     std::thread::sleep(Duration::from_secs(2));
     let (failed, window) = e2e::outage(&load.results(), back);
-    eprintln!("{mode:?}: the old master's return cost {failed} requests, outage {window:?}");
+    eprintln!(
+        "{mode:?}: the old master's return cost {failed} requests, outage {window:?}: {:#?}",
+        load.failures(back)
+    );
     if failed > 5 {
         // What the returning director thought when it took over: which
         // requests failed when, and its real servers and their reasons.
-        let failures: Vec<String> = load
-            .results()
-            .iter()
-            .filter(|r| r.0 > back && !r.1)
-            .map(|r| format!("{:+.2}s", r.0 - back))
-            .collect();
+        let failures = load.failures(back).join("\n  ");
         panic!(
-            "{failed} requests failed during the old master's return, at {failures:?} after it\n\
+            "{failed} requests failed during the old master's return:\n  {failures}\n\
              lb1 healthd: {:#?}\nlb1 vrrpd:\n{}",
             lb1.healthd.status().virtual_servers,
             lb1.vrrpd.log()

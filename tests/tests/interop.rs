@@ -1,12 +1,13 @@
 //! A mixed pair: tandem-vrrpd next to Debian's keepalived, each as master
-//! and as backup, VRRPv3 and VRRPv2, multicast and unicast. The client
-//! reaches the VIP after every transition.
+//! and as backup, VRRPv3 and VRRPv2, multicast and unicast, and IPv6 with
+//! the RFC virtual MAC on both. The client reaches the VIP after every
+//! transition.
 
 use std::time::Duration;
 
 use tandem_model::api::VrrpState::*;
 use tandem_tests::cluster::{
-    Keepalived, Net, Vrrpd, has_addr, instance, keepalived_instance, net, wait_reachable,
+    Keepalived, Net, Vrrpd, has_addr, instance, keepalived_instance, neighbour, net, wait_reachable,
 };
 use tandem_tests::netns::wait_until;
 
@@ -153,4 +154,106 @@ fn tandem_backs_up_keepalived_over_unicast() {
 #[test]
 fn keepalived_and_tandem_pair_over_vrrpv2_unicast() {
     keepalived_master_tandem_backup("ka_v2_uni", V2_UNICAST);
+}
+
+// IPv6 with the RFC virtual MAC on both sides: each director's macvlan
+// has 00:00:5e:00:02:34, and the adverts of either arrive on the other's
+// macvlan, not on eth0.
+const VIP6: &str = "fd00:77::100";
+const VMAC6: &str = "00:00:5e:00:02:34";
+
+fn tandem_vmac6(priority: u8) -> String {
+    instance(
+        "web6",
+        52,
+        priority,
+        &["fd00:77::100/64"],
+        "advert_interval = \"1s\"\nuse_vmac = true\n",
+    )
+}
+
+fn keepalived_vmac6(priority: u8) -> String {
+    keepalived_instance(
+        "web6",
+        52,
+        priority,
+        3,
+        "1",
+        &["fd00:77::100/64"],
+        "  use_vmac\n",
+    )
+}
+
+fn keepalived_holds6(net: &Net) -> bool {
+    has_addr(&net.lab, &net.directors[1], "vrrp.52", VIP6)
+}
+
+/// The client reaches the VIP, and through the virtual MAC.
+#[track_caller]
+fn client_reaches_vip6_at_the_virtual_mac(net: &Net) {
+    assert!(wait_reachable(&net.lab, &net.client, VIP6, T).is_some());
+    assert_eq!(
+        neighbour(&net.lab, &net.client, VIP6).as_deref(),
+        Some(VMAC6)
+    );
+}
+
+#[test]
+fn keepalived_backs_up_tandem_with_an_ipv6_virtual_mac() {
+    let Some(net) = net("ka_vmac6_backup", 2) else {
+        return;
+    };
+    let mut ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_vmac6(150));
+    let mut theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_vmac6(100));
+    ours.wait_state("web6", Master, T);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !keepalived_holds6(&net),
+        "keepalived took the VIP next to a live master:\n{}",
+        theirs.log()
+    );
+    assert_eq!(ours.state("web6"), Master, "{}", ours.log());
+    client_reaches_vip6_at_the_virtual_mac(&net);
+    ours.kill9();
+    wait_until(T, || keepalived_holds6(&net))
+        .unwrap_or_else(|| panic!("keepalived did not take over:\n{}", theirs.log()));
+    client_reaches_vip6_at_the_virtual_mac(&net);
+    // tandem comes back over the macvlan the killed daemon left, hears
+    // keepalived there, and preempts it with the higher priority.
+    ours.restart(&net.lab);
+    ours.wait_state("web6", Master, T);
+    wait_until(T, || !keepalived_holds6(&net))
+        .unwrap_or_else(|| panic!("keepalived kept the VIP:\n{}", theirs.log()));
+    client_reaches_vip6_at_the_virtual_mac(&net);
+    theirs.stop();
+}
+
+#[test]
+fn tandem_backs_up_keepalived_with_an_ipv6_virtual_mac() {
+    let Some(net) = net("ka_vmac6_master", 2) else {
+        return;
+    };
+    let mut theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_vmac6(150));
+    wait_until(T, || keepalived_holds6(&net))
+        .unwrap_or_else(|| panic!("keepalived did not become master:\n{}", theirs.log()));
+    let ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_vmac6(100));
+    ours.wait_state("web6", Backup, T);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ours.state("web6"), Backup, "{}", ours.log());
+    let seen = ours.instance("web6");
+    let master = seen.master.expect("we hear keepalived");
+    assert!(
+        master.address.to_string().starts_with("fe80::") && master.priority == 150,
+        "{master:?}"
+    );
+    assert!(seen.counters.drops.is_empty(), "{:?}", seen.counters.drops);
+    assert!(
+        seen.counters.mismatches.is_empty(),
+        "{:?}",
+        seen.counters.mismatches
+    );
+    client_reaches_vip6_at_the_virtual_mac(&net);
+    theirs.kill9();
+    ours.wait_state("web6", Master, T);
+    client_reaches_vip6_at_the_virtual_mac(&net);
 }

@@ -555,6 +555,9 @@ fn with_a_virtual_mac_the_client_sees_the_rfc_mac_through_a_failover() {
     let (mut lb1, lb2) = pair(&net, "use_vmac = true", "use_vmac = true");
     let vmac = "00:00:5e:00:01:33"; // RFC 5798 7.3: 00-00-5E-00-01-{VRID 51}
     assert_eq!(neighbour(&net.lab, &net.client, VIP).as_deref(), Some(vmac));
+    // The backup hears the master, whose adverts carry the virtual MAC
+    // its own macvlan has too, and stays backup.
+    backup_hears_master_through_its_macvlan(&net, &lb2, "web", "10.77.0.1", "vrrp.51", VIP);
     assert!(
         has_addr(&net.lab, &net.directors[0], "vrrp.51", VIP),
         "the VIP lives on the macvlan"
@@ -580,6 +583,107 @@ fn with_a_virtual_mac_the_client_sees_the_rfc_mac_through_a_failover() {
         &["sysctl", "-n", "net.ipv4.conf.eth0.arp_ignore"],
     );
     assert_eq!(arp_ignore.trim(), "0");
+}
+
+/// Well past Master_Down_Interval the backup is still backup, it counts
+/// the master's adverts, and its macvlan holds no VIP (no split brain).
+#[track_caller]
+fn backup_hears_master_through_its_macvlan(
+    net: &Net,
+    backup: &Vrrpd,
+    instance: &str,
+    master: &str,
+    macvlan: &str,
+    vip: &str,
+) {
+    let heard = backup.instance(instance).counters.adverts_received;
+    std::thread::sleep(Duration::from_secs(2));
+    let st = backup.instance(instance);
+    assert_eq!(st.state, Backup, "{}", backup.log());
+    assert!(
+        st.counters.adverts_received >= heard + 5,
+        "the backup hears no adverts: {:?}",
+        st.counters
+    );
+    assert_eq!(
+        st.master.map(|m| m.address.to_string()).as_deref(),
+        Some(master)
+    );
+    assert!(!has_addr(&net.lab, &backup.host, macvlan, vip));
+}
+
+#[test]
+fn with_an_ipv6_virtual_mac_the_client_follows_the_rfc_mac_and_adverts_leave_from_the_link_local() {
+    let Some(net) = net("vmac6", 2) else { return };
+    let cap = net.lab.capture(&net.client, "eth0", "ip6 proto 112");
+    let web6 = |p| {
+        instance(
+            "web6",
+            52,
+            p,
+            &["fd00:77::100/64"],
+            &format!("{ADV}\nuse_vmac = true"),
+        )
+    };
+    let mut lb1 = Vrrpd::start(&net.lab, &net.directors[0], &web6(150));
+    let lb2 = Vrrpd::start(&net.lab, &net.directors[1], &web6(100));
+    lb1.wait_state("web6", Master, T);
+    let vip = "fd00:77::100";
+    assert!(wait_reachable(&net.lab, &net.client, vip, T).is_some());
+    let vmac = "00:00:5e:00:02:34"; // RFC 5798 7.3: 00-00-5E-00-02-{VRID 52}
+    assert_eq!(neighbour(&net.lab, &net.client, vip).as_deref(), Some(vmac));
+    assert!(has_addr(&net.lab, &net.directors[0], "vrrp.52", vip));
+    // RFC 5798 7.4: the macvlan makes no link-local address of its own
+    // (the EUI-64 of the virtual MAC is the same on both directors); it
+    // carries the interface's, deprecated, to send the adverts from.
+    let ll = |i: usize, ifname: &str| {
+        net.lab.exec_ok(
+            &net.directors[i],
+            &[
+                "ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "link",
+            ],
+        )
+    };
+    let eth0_ll = ll(0, "eth0");
+    let own = eth0_ll
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .expect("eth0 has a link-local address")
+        .to_string();
+    let on_vmac = ll(0, "vrrp.52");
+    assert_eq!(on_vmac.matches("inet6").count(), 1, "{on_vmac}");
+    assert!(on_vmac.contains(&own), "{on_vmac} lacks {own}");
+    assert!(on_vmac.contains("deprecated"), "{on_vmac}");
+    assert!(
+        !ll(1, "vrrp.52").contains("fe80::200:5eff"),
+        "EUI-64 of the VMAC"
+    );
+    let own_ll = own.split('/').next().unwrap().to_string();
+    backup_hears_master_through_its_macvlan(&net, &lb2, "web6", &own_ll, "vrrp.52", vip);
+
+    lb1.kill9();
+    lb2.wait_state("web6", Master, T);
+    assert!(wait_reachable(&net.lab, &net.client, vip, T).is_some());
+    assert_eq!(neighbour(&net.lab, &net.client, vip).as_deref(), Some(vmac));
+    let pcap = cap.stop();
+    // On the wire: the adverts leave from the virtual MAC and the
+    // link-local address, and tshark finds them well formed.
+    let rows = tshark_fields(
+        &pcap,
+        "vrrp",
+        &["eth.src", "ipv6.src", "vrrp.checksum.status", "ipv6.hlim"],
+    );
+    assert!(rows.len() >= 5, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r[0], vmac, "{r:?}");
+        assert!(r[1].starts_with("fe80::"), "{r:?}");
+        assert_eq!((r[2].as_str(), r[3].as_str()), ("1", "255"), "{r:?}");
+    }
+    let mut lb2 = lb2;
+    lb2.stop().expect("stops");
+    let links = net.lab.exec_ok(&net.directors[1], &["ip", "-o", "link"]);
+    assert!(!links.contains("vrrp.52"), "{links}");
 }
 
 #[test]

@@ -165,9 +165,29 @@ impl Rt {
         }
     }
 
-    /// Where adverts are received.
+    /// Where adverts are received. With a virtual MAC and multicast, that
+    /// is the macvlan: a private-mode macvlan takes every multicast frame
+    /// whose source MAC is its own (the master's adverts carry the virtual
+    /// MAC) before the lower device sees it (drivers/net/macvlan.c,
+    /// macvlan_handle_frame), and keepalived listens there too. Unicast
+    /// adverts are addressed to the interface's own MAC and arrive on it.
     fn port(&self) -> PortKey {
-        (self.cfg.interface.clone(), self.v6)
+        let multicast = self.dests.iter().all(|d| d.is_multicast());
+        if multicast {
+            (self.send_if.clone(), self.v6)
+        } else {
+            (self.cfg.interface.clone(), self.v6)
+        }
+    }
+
+    /// The instance needs a socket on `key`, to receive or to send.
+    fn uses(&self, key: &PortKey) -> bool {
+        self.port() == *key || self.send_port() == *key
+    }
+
+    /// It receives multicast adverts on `key`: the socket joins the group.
+    fn joins(&self, key: &PortKey) -> bool {
+        self.port() == *key && self.dests.iter().all(|d| d.is_multicast())
     }
 
     /// Where they are sent from.
@@ -571,7 +591,7 @@ impl Daemon {
         };
         for v6 in [false, true] {
             let key = (name.to_string(), v6);
-            let wanted = self.rts.iter().any(|rt| rt.port() == key);
+            let wanted = self.rts.iter().any(|rt| rt.uses(&key));
             let current = self.ports.get(&key).map(|p| p.ifindex);
             match (&link, wanted, current) {
                 (Some(l), true, cur) if cur != Some(l.index) => self.open_port(key, l.index),
@@ -582,9 +602,6 @@ impl Daemon {
                 }
                 _ => {}
             }
-        }
-        if let Some(l) = &link {
-            self.ensure_vmacs(l).await;
         }
         let all_vips: Vec<IpAddr> = self
             .rts
@@ -610,6 +627,10 @@ impl Daemon {
             };
             outs.extend(self.node.set_track(now, TrackKind::Address, &tracker, v));
         }
+        // After the source addresses: an IPv6 macvlan carries ours.
+        if let Some(l) = &link {
+            self.ensure_vmacs(l).await;
+        }
         let up = link.as_ref().is_some_and(|l| l.up);
         outs.extend(self.node.set_track(
             now,
@@ -624,34 +645,37 @@ impl Daemon {
         outs
     }
 
-    /// Creates the virtual-MAC macvlans of the instances on `base`, with
-    /// the ARP settings that make only the macvlan answer for the VIPs
-    /// (keepalived's vmac does the same), and opens their send sockets.
+    /// Creates the virtual-MAC macvlans of the instances on `base`,
+    /// configured before they come up, and opens their sockets.
     async fn ensure_vmacs(&mut self, base: &Link) {
-        let wanted: Vec<(String, u8)> = self
+        let wanted: Vec<(String, u8, bool, Option<IpAddr>)> = self
             .rts
             .iter()
             .filter(|r| r.cfg.interface == base.name && r.send_if != r.cfg.interface)
-            .map(|r| (r.send_if.clone(), r.cfg.vrid as u8))
+            .map(|r| (r.send_if.clone(), r.cfg.vrid as u8, r.v6, r.src))
             .collect();
         if wanted.is_empty() {
             return;
         }
-        // The base interface must not answer ARP for the VIPs with its own
-        // MAC (Linux answers for any local address by default), nor ask
-        // with a VIP as the sender (replies from a VIP may leave through
-        // it, and every neighbour would learn its MAC for the VIP).
-        for (key, value) in [
-            ("arp_ignore", "1"),
-            ("arp_filter", "1"),
-            ("arp_announce", "2"),
-        ] {
-            self.set_sysctl(&format!("net/ipv4/conf/{}/{key}", base.name), value);
+        if wanted.iter().any(|w| !w.2) {
+            // The base interface must not answer ARP for the VIPs with its
+            // own MAC (Linux answers for any local address by default), nor
+            // ask with a VIP as the sender (replies from a VIP may leave
+            // through it, and every neighbour would learn its MAC for the
+            // VIP). IPv6 needs nothing here: a neighbour solicitation is
+            // answered only for the receiving interface's own addresses.
+            for (key, value) in [
+                ("arp_ignore", "1"),
+                ("arp_filter", "1"),
+                ("arp_announce", "2"),
+            ] {
+                self.set_sysctl(&format!("net/ipv4/conf/{}/{key}", base.name), value);
+            }
         }
-        for (name, vrid) in wanted {
+        for (name, vrid, v6, src) in wanted {
             let link = match self
                 .nl
-                .ensure_vmac(&name, base.index, crate::netlink::virtual_mac(vrid, false))
+                .ensure_vmac(&name, base.index, crate::netlink::virtual_mac(vrid, v6))
                 .await
             {
                 Ok(l) => l,
@@ -660,40 +684,73 @@ impl Daemon {
                     continue;
                 }
             };
-            // IPv6 on the macvlan would send DAD and router solicitations
-            // from the shared virtual MAC on the backup too, pulling the
-            // switch's forwarding entry away from the master.
-            self.set_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1");
-            for (key, value) in [
-                ("arp_ignore", "1"),
-                ("accept_local", "1"),
-                ("rp_filter", "0"),
-            ] {
-                self.set_sysctl(&format!("net/ipv4/conf/{name}/{key}"), value);
+            // Everything below is set while the macvlan is still down, so
+            // that it never sends a frame from the shared virtual MAC that
+            // would pull the switch's forwarding entry to a backup. The
+            // settings go with the macvlan: nothing to put back.
+            if v6 {
+                // RFC 5798 7.4: no link-local address of its own (the
+                // EUI-64 of the virtual MAC would be the same on every
+                // router); no router solicitations, no addresses from
+                // router advertisements.
+                for (key, value) in [("addr_gen_mode", "1"), ("accept_ra", "0")] {
+                    write_sysctl(&format!("net/ipv6/conf/{name}/{key}"), value);
+                }
+            } else {
+                // IPv6 on an IPv4 macvlan would send DAD and router
+                // solicitations from the virtual MAC, also on the backup.
+                write_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1");
+                for (key, value) in [
+                    ("arp_ignore", "1"),
+                    ("accept_local", "1"),
+                    ("rp_filter", "0"),
+                ] {
+                    write_sysctl(&format!("net/ipv4/conf/{name}/{key}"), value);
+                }
+            }
+            if let (true, Some(src)) = (v6, src) {
+                // The adverts' source, the interface's link-local address,
+                // must be on the macvlan they leave from. As keepalived:
+                // no DAD (the address is the interface's own, already
+                // checked) and deprecated, so nothing else picks it as a
+                // source.
+                if let Err(e) = self.nl.add_source_address(link.index, src).await {
+                    error!(interface = %name, "{e}");
+                }
+                self.drop_stale_sources(&name, link.index, src).await;
             }
             if !link.up {
                 if let Err(e) = self.nl.set_up(link.index).await {
                     error!(interface = %name, "{e}");
                 }
             }
-            let key = (name.clone(), false);
+            let key = (name.clone(), v6);
             if self.ports.get(&key).map(|p| p.ifindex) != Some(link.index) {
-                match VrrpSocket::open(&name, link.index, false, false) {
-                    Ok(s) => {
-                        self.ports.insert(
-                            key,
-                            Port {
-                                socket: Arc::new(s),
-                                ifindex: link.index,
-                                task: None,
-                            },
-                        );
-                    }
-                    Err(e) => error!(interface = %name, "cannot open a VRRP socket: {e}"),
-                }
+                self.open_port(key, link.index);
             }
             self.vmacs.insert(name.clone(), link.index);
             self.links.insert(name, link);
+        }
+    }
+
+    /// Removes from an IPv6 macvlan the advert sources it no longer uses
+    /// (the interface's link-local address changed); VIPs stay.
+    async fn drop_stale_sources(&mut self, name: &str, index: u32, src: IpAddr) {
+        let vips: Vec<IpAddr> = self
+            .rts
+            .iter()
+            .flat_map(|r| r.vips.iter().map(|v| v.addr))
+            .collect();
+        let Ok(addrs) = self.nl.addresses(index).await else {
+            return;
+        };
+        for a in addrs {
+            if a.addr.is_ipv6() && a.addr != src && !vips.contains(&a.addr) {
+                debug!(interface = name, "removing old source {}", a.addr);
+                if let Err(e) = self.nl.del_address(index, a.addr, a.prefix_len).await {
+                    warn!(interface = name, "{e}");
+                }
+            }
         }
     }
 
@@ -721,7 +778,10 @@ impl Daemon {
         if let Some(old) = self.ports.remove(&key) {
             old.close();
         }
-        match VrrpSocket::open(&key.0, ifindex, key.1, true) {
+        // A socket only for sending joins nothing: on a virtual-MAC
+        // macvlan the membership report would carry the shared MAC.
+        let join = self.rts.iter().any(|r| r.joins(&key));
+        match VrrpSocket::open(&key.0, ifindex, key.1, join) {
             Ok(s) => {
                 let socket = Arc::new(s);
                 let tx = self.tx.clone();
@@ -1134,7 +1194,15 @@ impl Daemon {
             .iter()
             .position(|rt| rt.port() == *port && rt.cfg.vrid == i64::from(vrid))
         else {
-            self.count_unclaimed(Drop::UnknownVrid);
+            // An advert from a peer without a virtual MAC reaches both the
+            // interface and our macvlan on it; the macvlan's copy counts.
+            let copy = self.rts.iter().any(|rt| {
+                (rt.cfg.interface.as_str(), rt.v6) == (port.0.as_str(), port.1)
+                    && rt.cfg.vrid == i64::from(vrid)
+            });
+            if !copy {
+                self.count_unclaimed(Drop::UnknownVrid);
+            }
             return Vec::new();
         };
         if ttl != packet::VRRP_TTL {
@@ -1590,7 +1658,7 @@ impl Daemon {
         }
         let open: Vec<PortKey> = self.ports.keys().cloned().collect();
         for key in open {
-            if !self.rts.iter().any(|r| r.port() == key) {
+            if !self.rts.iter().any(|r| r.uses(&key)) {
                 if let Some(p) = self.ports.remove(&key) {
                     p.close();
                 }
@@ -1788,5 +1856,14 @@ fn describe_changes(old: &VrrpInstance, new: &VrrpInstance) -> String {
         "tracked scripts changed".into()
     } else {
         parts.join(", ")
+    }
+}
+
+/// Sets a sysctl that needs no restoring (it belongs to an interface
+/// vrrpd made and removes).
+fn write_sysctl(path: &str, value: &str) {
+    let file = format!("/proc/sys/{path}");
+    if let Err(e) = std::fs::write(&file, value) {
+        warn!("cannot set {file} to {value}: {e}");
     }
 }

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode};
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, MulticastGroup};
@@ -165,6 +165,29 @@ impl Netlink {
         }
     }
 
+    /// Adds the source of our adverts to an IPv6 virtual-MAC macvlan:
+    /// without DAD and deprecated (preferred lifetime 0), as keepalived
+    /// does, so the kernel never picks it as a source of its own. A
+    /// link-local address keeps its /64; another gets /128 and so adds no
+    /// route beside the interface's own.
+    pub async fn add_source_address(&self, index: u32, addr: IpAddr) -> Result<(), NetlinkError> {
+        let link_local = matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local());
+        let prefix_len = if link_local { 64 } else { 128 };
+        let mut req = self.handle.address().add(index, addr, prefix_len);
+        let msg = req.message_mut();
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        let mut lifetimes = CacheInfo::default();
+        lifetimes.ifa_preferred = 0;
+        lifetimes.ifa_valid = u32::MAX;
+        msg.attributes.push(AddressAttribute::CacheInfo(lifetimes));
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(request_error(format!("adding {addr}/{prefix_len}"), e)),
+        }
+    }
+
     /// Removes an address; one that is already gone is fine.
     pub async fn del_address(
         &self,
@@ -189,7 +212,10 @@ impl Netlink {
         }
     }
 
-    /// Creates (or finds) the macvlan carrying the RFC virtual MAC, up.
+    /// Finds the macvlan carrying the RFC virtual MAC, or creates it
+    /// down (the caller configures it, then brings it up). One of that
+    /// name with another MAC or lower device (the instance changed family
+    /// or interface) is made again.
     pub async fn ensure_vmac(
         &self,
         name: &str,
@@ -197,13 +223,15 @@ impl Netlink {
         mac: [u8; 6],
     ) -> Result<Link, NetlinkError> {
         if let Some(l) = self.link(name).await? {
-            return Ok(l);
+            if l.mac == mac && l.lower == Some(lower) {
+                return Ok(l);
+            }
+            self.delete_link(l.index).await?;
         }
         // Private mode: the macvlan does not talk to its siblings, as
         // keepalived's vmac.
         let msg = LinkMacVlan::new(name, lower, MacVlanMode::Private)
             .address(mac.to_vec())
-            .up()
             .build();
         self.handle
             .link()

@@ -490,12 +490,6 @@ fn vrrp_instance(v: &mut V<'_>, config: &Config, i: usize, inst: &VrrpInstance) 
             ),
         );
     }
-    if inst.use_vmac && !is_v4 {
-        v.err(
-            p![T, i, "use_vmac"],
-            "use_vmac is supported for IPv4 instances: an IPv6 virtual MAC needs its own link-local address, which both directors would share",
-        );
-    }
     if let Some(vm) = &inst.vmac_interface {
         if !inst.use_vmac {
             v.err(
@@ -521,15 +515,35 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// Rules across instances: a virtual router is (interface, family, vrid);
-/// a VIP floats in one instance only.
+/// a VIP floats in one instance only; a virtual-MAC macvlan serves one
+/// instance.
 fn vrrp_cross(v: &mut V<'_>, config: &Config) {
     let mut routers: HashMap<(&str, bool, i64), usize> = HashMap::new();
     let mut vips: HashMap<IpAddr, usize> = HashMap::new();
+    let mut vmacs: HashMap<String, usize> = HashMap::new();
     for (i, inst) in config.vrrp_instances.iter().enumerate() {
         let Some(first) = inst.virtual_ips.first() else {
             continue;
         };
         let is_v4 = first.address.is_ipv4();
+        if inst.use_vmac {
+            let name = inst
+                .vmac_interface
+                .clone()
+                .unwrap_or_else(|| format!("vrrp.{}", inst.vrid));
+            if let Some(&other) = vmacs.get(&name) {
+                let o = &config.vrrp_instances[other];
+                v.err(
+                    p!["vrrp_instance", i, "use_vmac"],
+                    format!(
+                        "instance \"{}\" already puts its virtual MAC on macvlan {name}: set vmac_interface to another name for one of them",
+                        o.name
+                    ),
+                );
+            } else {
+                vmacs.insert(name, i);
+            }
+        }
         let key = (inst.interface.as_str(), is_v4, inst.vrid);
         if let Some(&other) = routers.get(&key) {
             let line = (v.line_of)(&[Seg::Key("vrrp_instance"), Seg::Index(other)]);
