@@ -123,6 +123,10 @@ fn story(mode: Mode, preempt: bool) {
     net.lab.heal(&net.directors[0], "eth0");
     let back = now();
     lb1.restart(&net.lab);
+    eprintln!(
+        "{mode:?}: lb1's daemons answer {:+.2}s after its return",
+        now() - back
+    );
     if preempt {
         lb1.vrrpd.wait_state("web", Master, T);
         eprintln!(
