@@ -259,7 +259,7 @@ fn failover_once(which: Impl, run: usize) -> Sample {
     // The long connection first: Python starts slowly under emulation,
     // slower still beside the load.
     let long = LongConnection::open(&net);
-    let load = Load::start(&net, REQUEST_EVERY);
+    let load = Load::start(&net, REQUEST_EVERY, REQUEST_TIMEOUT);
     long.carries(10, T)
         .unwrap_or_else(|e| panic!("the long connection does not work before the failover: {e}"));
     // The daemons' cost under the load, over 2 s.

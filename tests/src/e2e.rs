@@ -366,15 +366,14 @@ while True:
 }
 
 /// A steady HTTP load from the client: one request every `every`, each
-/// with a 300 ms timeout, results as "<epoch> ok|fail <seconds> [error]"
-/// lines.
+/// with a timeout, results as "<epoch> ok|fail <seconds> [error]" lines.
 pub struct Load {
     proc: Proc,
     out: PathBuf,
 }
 
 impl Load {
-    pub fn start(net: &Net, every: Duration) -> Load {
+    pub fn start(net: &Net, every: Duration, timeout: Duration) -> Load {
         let out = net
             .lab
             .dir()
@@ -386,14 +385,15 @@ out = open("{out}", "w", buffering=1)
 while True:
     t = time.time()
     try:
-        urllib.request.urlopen("http://{VIP}/", timeout=0.3).read()
+        urllib.request.urlopen("http://{VIP}/", timeout={timeout}).read()
         out.write(f"{{t:.3f}} ok {{time.time() - t:.3f}}\n")
     except Exception as e:
         out.write(f"{{t:.3f}} fail {{time.time() - t:.3f}} {{e!r}}\n")
     time.sleep(max(0.0, {every} - (time.time() - t)))
 "#,
             out = out.display(),
-            every = every.as_secs_f64()
+            every = every.as_secs_f64(),
+            timeout = timeout.as_secs_f64()
         );
         let proc = net
             .lab

@@ -55,7 +55,12 @@ fn story(mode: Mode, preempt: bool) {
         Some("backup on eth0, sync id 51")
     );
 
-    let load = Load::start(&net, Duration::from_millis(20));
+    // A request gives up after 1 s. The VM has one emulated CPU for both
+    // directors, three servers and the client: a daemon starting up can
+    // hold a request back for more than 0.3 s (seen in CI, only while the
+    // returning director's daemons started, with the peer master), which
+    // is no outage. A request that goes nowhere still fails.
+    let load = Load::start(&net, Duration::from_millis(20), Duration::from_secs(1));
     let long = LongConnection::open(&net);
     long.carries(10, T).unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -80,7 +85,7 @@ fn story(mode: Mode, preempt: bool) {
     let (failed, window) = e2e::outage(&load.results(), killed);
     eprintln!("{mode:?}: master death cost {failed} requests, outage {window:?}");
     // Master_Down_Interval at 200 ms is 0.72 s; requests time out after
-    // 0.3 s: a few dozen requests at most.
+    // 1 s: a few requests at most.
     assert!(window < Duration::from_secs(3), "outage {window:?}");
     assert!(failed < 100, "{failed} requests failed");
     // The connection opened through lb1 goes on through lb2 (synced).
@@ -109,7 +114,7 @@ fn story(mode: Mode, preempt: bool) {
     );
     assert!(failed < 40, "{failed} requests failed");
     // Once healthd says rs1 is out, no new request goes there; one sent
-    // just before may still time out (0.3 s).
+    // just before may still time out.
     let late = load.failures(detected + 0.5);
     assert!(
         late.is_empty(),
