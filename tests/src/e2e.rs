@@ -474,6 +474,28 @@ pub fn outage(results: &[(f64, bool)], since: f64) -> (usize, Duration) {
     (failed, window)
 }
 
+/// The longest outage after `since`: from the first of a run of failed
+/// requests to the next success (`Duration::MAX` when none came).
+pub fn longest_outage(results: &[(f64, bool)], since: f64) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut first_fail: Option<f64> = None;
+    for r in results.iter().filter(|r| r.0 >= since) {
+        match (r.1, first_fail) {
+            (false, None) => first_fail = Some(r.0),
+            (true, Some(f)) => {
+                longest = longest.max(Duration::from_secs_f64(r.0 - f));
+                first_fail = None;
+            }
+            _ => {}
+        }
+    }
+    if first_fail.is_some() {
+        Duration::MAX
+    } else {
+        longest
+    }
+}
+
 /// A long-lived TCP connection from the client through the VIP to an echo
 /// server, exchanging a line every 100 ms; it reports when an exchange
 /// fails.
