@@ -172,12 +172,16 @@ impl Rt {
     /// macvlan_handle_frame), and keepalived listens there too. Unicast
     /// adverts are addressed to the interface's own MAC and arrive on it.
     fn port(&self) -> PortKey {
-        let multicast = self.dests.iter().all(|d| d.is_multicast());
-        if multicast {
+        if self.multicast() {
             (self.send_if.clone(), self.v6)
         } else {
             (self.cfg.interface.clone(), self.v6)
         }
+    }
+
+    /// Adverts go to the VRRP group, not to unicast peers.
+    fn multicast(&self) -> bool {
+        self.dests.iter().all(|d| d.is_multicast())
     }
 
     /// The instance needs a socket on `key`, to receive or to send.
@@ -187,7 +191,7 @@ impl Rt {
 
     /// It receives multicast adverts on `key`: the socket joins the group.
     fn joins(&self, key: &PortKey) -> bool {
-        self.port() == *key && self.dests.iter().all(|d| d.is_multicast())
+        self.port() == *key && self.multicast()
     }
 
     /// Where they are sent from.
