@@ -43,7 +43,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tandem_model::api::VrrpState::{Backup, Master};
 use tandem_tests::cluster::has_addr;
@@ -119,23 +119,6 @@ impl Director {
             Director::Keepalived(d) => d.kill9(),
         }
     }
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// A pseudo-random fraction in [0, 1) from the clock: spreads the death
-/// over the advert interval.
-fn jitter() -> f64 {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    f64::from(n % 1_000_000) / 1_000_000.0
 }
 
 #[track_caller]
@@ -281,16 +264,16 @@ fn failover_once(which: Impl, run: usize) -> Sample {
     // forwarding for the half second its kill takes under emulation
     // (pkill reaps its three processes), tandem's for 30 ms, while
     // lb2's Master_Down timer already runs: a head start for keepalived.
-    std::thread::sleep(ADVERT.mul_f64(jitter()));
-    let killed = now();
+    std::thread::sleep(ADVERT.mul_f64(tandem_tests::jitter()));
+    let killed = tandem_tests::epoch_secs();
     net.lab.cut(&net.directors[0], "eth0");
-    let t_cut = now();
+    let t_cut = tandem_tests::epoch_secs();
     lb1.kill9();
     let mut moved = f64::NAN;
     wait("lb2 takes the VIP", || {
         let has = holds(&net, 1);
         if has {
-            moved = now();
+            moved = tandem_tests::epoch_secs();
         }
         has
     });

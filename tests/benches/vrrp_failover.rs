@@ -15,7 +15,7 @@
 //! Run as root: `cargo bench -p tandem-tests --bench vrrp_failover`
 //! (`TANDEM_BENCH_RUNS=N` changes the number of runs).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tandem_model::api::VrrpState;
 use tandem_tests::cluster::{
@@ -75,23 +75,6 @@ impl Daemon {
     }
 }
 
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// A pseudo-random fraction in [0, 1) from the clock: enough to spread
-/// the fault over the advert interval.
-fn jitter() -> f64 {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    f64::from(n % 1_000_000) / 1_000_000.0
-}
-
 /// Timestamps (epoch seconds) of the replies `ping -D` printed.
 fn reply_times(ping: &Proc) -> Vec<f64> {
     ping.output()
@@ -142,14 +125,14 @@ fn failover_once(which: Impl, advert: Duration, run: usize) -> (f64, f64) {
         &["ping", "-D", "-n", "-i", "0.01", "-W", "1", VIP],
     );
     std::thread::sleep(Duration::from_millis(300));
-    std::thread::sleep(advert.mul_f64(jitter()));
-    let killed = now_secs();
+    std::thread::sleep(advert.mul_f64(tandem_tests::jitter()));
+    let killed = tandem_tests::epoch_secs();
     // A dead director neither advertises nor answers: without the cut its
     // kernel would go on answering for the VIP it still holds.
     master.kill9();
     net.lab.cut(&net.directors[0], "eth0");
     // Replies after this instant can only come from the backup.
-    let cut = now_secs();
+    let cut = tandem_tests::epoch_secs();
     wait_until(Duration::from_secs(20), || holds(&net, 1)).expect("the backup takes over");
     let served = || reply_times(&ping).into_iter().find(|t| *t > cut);
     wait_until(Duration::from_secs(10), || served().is_some());

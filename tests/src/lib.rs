@@ -75,3 +75,22 @@ pub fn workspace_root() -> PathBuf {
         .expect("tests/ sits in the workspace")
         .to_path_buf()
 }
+
+/// Wall-clock seconds since the epoch: the time base the load generators
+/// in the labs write, so their lines and the test's marks compare.
+pub fn epoch_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs_f64()
+}
+
+/// A pseudo-random fraction in [0, 1) from the clock: enough to spread a
+/// fault over an advert interval in a benchmark.
+pub fn jitter() -> f64 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .subsec_nanos();
+    f64::from(n % 1_000_000) / 1_000_000.0
+}

@@ -3,7 +3,7 @@
 //! and healthd; three real servers; a steady HTTP load (a request every
 //! 20 ms) and a long-lived TCP connection from the client.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tandem_model::api::VrrpState::{Backup, Master};
 use tandem_tests::e2e::{self, Load, LongConnection, Mode, TandemDirector};
@@ -11,13 +11,6 @@ use tandem_tests::netns::wait_until;
 use tandem_tests::vm;
 
 const T: Duration = Duration::from_secs(20);
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// The whole story in one mode: failover under load with a connection
 /// that survives, a real server dying under load, the old master back
@@ -72,7 +65,7 @@ fn story(mode: Mode, preempt: bool) {
     );
 
     // The master dies: daemons killed, cable cut.
-    let killed = now();
+    let killed = tandem_tests::epoch_secs();
     lb1.kill9();
     net.lab.cut(&net.directors[0], "eth0");
     lb2.vrrpd.wait_state("web", Master, T);
@@ -94,7 +87,7 @@ fn story(mode: Mode, preempt: bool) {
 
     // A real server dies: failures bounded by its detection time
     // (fall 2 x interval 300 ms + timeout 200 ms), then none.
-    let died = now();
+    let died = tandem_tests::epoch_secs();
     net.lab.cut(&net.servers[0], "eth0");
     let http = |d: &TandemDirector| {
         d.healthd
@@ -105,7 +98,7 @@ fn story(mode: Mode, preempt: bool) {
             .unwrap()
     };
     wait_until(T, || http(&lb2).up == 2).expect("lb2 takes rs1 out");
-    let detected = now();
+    let detected = tandem_tests::epoch_secs();
     std::thread::sleep(Duration::from_secs(2));
     let (failed, _) = e2e::outage(&load.results(), died);
     eprintln!(
@@ -126,17 +119,17 @@ fn story(mode: Mode, preempt: bool) {
     // The old master comes back: it preempts (after its checks settled),
     // or it stays backup; either way no second outage.
     net.lab.heal(&net.directors[0], "eth0");
-    let back = now();
+    let back = tandem_tests::epoch_secs();
     lb1.restart(&net.lab);
     eprintln!(
         "{mode:?}: lb1's daemons answer {:+.2}s after its return",
-        now() - back
+        tandem_tests::epoch_secs() - back
     );
     if preempt {
         lb1.vrrpd.wait_state("web", Master, T);
         eprintln!(
             "{mode:?}: lb1 master again {:+.2}s after its return",
-            now() - back
+            tandem_tests::epoch_secs() - back
         );
         lb2.vrrpd.wait_state("web", Backup, T);
     } else {
