@@ -238,11 +238,14 @@ impl Instance {
     fn become_master(&mut self, now: Instant, reason: String) -> Vec<Action> {
         let out = vec![
             self.transition(VrrpState::Master, reason),
-            // RFC 5798 6.4.2: send an advert first, then announce.
+            // The addresses first: the advert makes the old master drop
+            // them at once, and until ours are up (a netlink round trip)
+            // nobody would answer. Then, as RFC 5798 6.4.2 orders what
+            // goes on the wire, the advert and the announcements.
+            Action::AddAddresses,
             Action::SendAdvert {
                 priority: self.priority(),
             },
-            Action::AddAddresses,
             Action::Announce,
         ];
         self.master_down_timer = None;

@@ -101,8 +101,8 @@ fn a_lone_router_becomes_master_after_master_down_interval() {
     assert_eq!(
         a[1..],
         [
-            Action::SendAdvert { priority: 100 },
             Action::AddAddresses,
+            Action::SendAdvert { priority: 100 },
             Action::Announce
         ]
     );
