@@ -125,7 +125,10 @@ impl<'a> Source<'a> {
     }
 
     fn diagnostic(&self, span: Range<usize>, message: String) -> Diagnostic {
-        let start = span.start.min(self.text.len());
+        // Spans come from the parser and are trusted for nothing: a finding
+        // on a hostile file must still render, never panic the daemon that
+        // is reloading it.
+        let start = floor_char_boundary(self.text, span.start);
         let line_idx = self.line_starts.partition_point(|&s| s <= start) - 1;
         let line_start = self.line_starts[line_idx];
         let line_end = self.text[line_start..]
@@ -133,8 +136,11 @@ impl<'a> Source<'a> {
             .map_or(self.text.len(), |i| line_start + i);
         let line_text = self.text[line_start..line_end].trim_end_matches('\r');
         let column = self.text[line_start..start].chars().count() + 1;
-        // Underline the span, but never past the end of its first line.
-        let end = span.end.clamp(start, line_start + line_text.len());
+        // Underline the span, but never past the end of its first line. The
+        // finding may sit in the carriage returns trimmed off that line
+        // (`\r\r\n`), past its visible end: then the underline is empty.
+        let visible_end = line_start + line_text.len();
+        let end = floor_char_boundary(self.text, span.end.min(visible_end)).max(start);
         let width = self.text[start..end].chars().count();
         Diagnostic {
             file: self.origin.to_string(),
@@ -170,6 +176,15 @@ impl<'a> Source<'a> {
         out.sort_by_key(|d| d.span.start);
         Diagnostics(out)
     }
+}
+
+/// `i` clamped into `text` and moved back to the start of its character.
+fn floor_char_boundary(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// The span of the deepest existing node on `path`: the value itself when
@@ -268,6 +283,28 @@ mod tests {
         let start = text.find('#').unwrap();
         let d = src.diagnostic(start..start + 1, "m".into());
         assert_eq!((d.line, d.column), (2, 12));
+    }
+
+    #[test]
+    fn a_finding_in_trailing_carriage_returns_renders_without_panicking() {
+        // `\r\r\n`: the line's visible text ends before the finding.
+        let text = "[node]\nname = \"lb1\"\r\r\n";
+        let src = Source::new("t.toml", text);
+        let start = text.find("\r\r").unwrap() + 1;
+        let d = src.diagnostic(start..start + 1, "m".into());
+        assert_eq!(d.line, 2);
+        assert!(d.render().contains("name = \"lb1\""));
+    }
+
+    #[test]
+    fn a_span_inside_a_character_or_past_the_end_is_clamped() {
+        let text = "a = \"é\"\n";
+        let src = Source::new("t.toml", text);
+        let e = text.find('é').unwrap();
+        assert_eq!(src.diagnostic(e + 1..e + 2, "m".into()).column, 6);
+        assert_eq!(src.diagnostic(100..200, "m".into()).line, 2);
+        let (start, end) = (5, 2);
+        src.diagnostic(start..end, "m".into()).render();
     }
 
     #[test]
