@@ -318,6 +318,37 @@ async fn login_sets_a_strict_httponly_cookie_and_logout_ends_the_session() {
 }
 
 #[tokio::test]
+async fn a_login_never_redirects_to_another_site() {
+    let e = env();
+    // Browsers strip tabs and newlines and read `\` as `/`: every one of
+    // these would land on evil.example.
+    for evil in [
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+        "/\\evil.example/",
+        "//evil.example/",
+    ] {
+        let form_page = e
+            .get(&format!("/login?next={}", urlencode(evil)), None)
+            .await;
+        assert_eq!(form_page.status, StatusCode::OK);
+        assert_eq!(hidden(&form_page.body, "next"), "/", "{evil:?} in the form");
+
+        let anon = e.login_page().await;
+        let r = e
+            .post_form(
+                "/login",
+                Some(&anon),
+                Some(&anon.csrf),
+                &[("name", "ada"), ("password", "admin-pw"), ("next", evil)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(r.location(), "/", "{evil:?} after login");
+    }
+}
+
+#[tokio::test]
 async fn a_wrong_password_is_refused_and_never_echoed() {
     let e = env();
     let (_, r) = e.try_login("ada", "hunter2-guess").await;

@@ -293,11 +293,21 @@ pub struct NextQuery {
 }
 
 /// Only a path of this site: never send a fresh login elsewhere.
+///
+/// An allow-list, not a deny-list: the WHATWG URL parser that browsers
+/// follow strips tabs and newlines anywhere in a URL and reads `\` as `/`,
+/// so `/\t/evil.example/` is `//evil.example/`, another site. Our own links
+/// are percent-encoded, so a path of printable ASCII without `\` loses
+/// nothing.
 fn safe_next(next: Option<&str>) -> String {
+    let ours = |n: &str| {
+        let b = n.as_bytes();
+        b.first() == Some(&b'/')
+            && !matches!(b.get(1), Some(b'/'))
+            && b.iter().all(|&c| c.is_ascii_graphic() && c != b'\\')
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
-            n.to_string()
-        }
+        Some(n) if ours(n) => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -1647,6 +1657,24 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+        assert_eq!(
+            safe_next(Some("/virtual-servers?q=a%20b")),
+            "/virtual-servers?q=a%20b"
+        );
+        // Browsers drop tabs and newlines and read `\` as `/`: each of these
+        // is `//evil.example/` to them.
+        for evil in [
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/\r/evil.example/",
+            "/\\evil.example/",
+            "/\t\\evil.example/",
+            "/ /evil.example/",
+            "/\u{7f}/evil.example/",
+            "/\u{a0}/evil.example/",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
     }
 
     #[test]
