@@ -72,7 +72,7 @@ async fn set_drain(api: Api, vs: String, rs: String, on: bool) -> Response {
         .await;
     match asked {
         Ok(Ok(())) => Json(serde_json::json!({ "drained": on })).into_response(),
-        Ok(Err(e)) => error_response(StatusCode::NOT_FOUND, e),
+        Ok(Err(e)) => e.into_response(),
         Err(r) => r,
     }
 }

@@ -15,7 +15,7 @@ use tandem_model::api::{
     ApiError, DaemonInfo, DataplaneStatus, EventKind, HealthdStatus, ReloadResult, now_millis,
 };
 use tandem_model::config::{self, Config, ConfigError};
-use tandem_model::control::EventLog;
+use tandem_model::control::{CommandError, EventLog};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -45,7 +45,7 @@ pub enum Command {
         virtual_server: String,
         real_server: String,
         on: bool,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), CommandError>>,
     },
 }
 
@@ -591,28 +591,38 @@ impl Daemon {
                 on,
                 reply,
             } => {
-                let r = self.engine.set_drain(&virtual_server, &real_server, on);
-                match r {
-                    Ok(events) => {
-                        if let Err(e) = save_drains(&self.state_dir, self.engine.drains()) {
-                            error!(
-                                "cannot keep the drains in {}: {e}",
-                                self.state_dir.display()
-                            );
-                        }
-                        self.publish(events);
-                        self.request_sync();
-                        let _ = reply.send(Ok(()));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+                let _ = reply.send(self.drain(&virtual_server, &real_server, on));
             }
             Command::Reload(reply) => {
                 let _ = reply.send(self.reload());
             }
         }
+    }
+
+    /// An operator's drain (`on`) or enable. Saved before it is applied:
+    /// a drain that would not survive a restart is refused, not half done.
+    fn drain(&mut self, vs: &str, rs: &str, on: bool) -> Result<(), CommandError> {
+        let after = self
+            .engine
+            .drains_after(vs, rs, on)
+            .map_err(CommandError::NotFound)?;
+        if &after != self.engine.drains() {
+            save_drains(&self.state_dir, &after).map_err(|e| {
+                let why = format!(
+                    "cannot keep the drains in {}: {e}; nothing changed",
+                    state_file(&self.state_dir).display()
+                );
+                error!("{why}");
+                CommandError::Failed(why)
+            })?;
+        }
+        let events = self
+            .engine
+            .set_drain(vs, rs, on)
+            .map_err(CommandError::NotFound)?;
+        self.publish(events);
+        self.request_sync();
+        Ok(())
     }
 
     fn reload(&mut self) -> Result<ReloadResult, ApiError> {

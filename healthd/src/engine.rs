@@ -370,6 +370,20 @@ impl Engine {
         &self.drains
     }
 
+    /// The drains as they would be after [`set_drain`](Self::set_drain),
+    /// to be saved before it is applied.
+    pub fn drains_after(&self, vs: &str, rs: &str, on: bool) -> Result<BTreeSet<String>, String> {
+        let (v, r) = self.find(vs, rs)?;
+        let label = rs_label(&(vs.to_string(), self.vss[v].rs[r].addr));
+        let mut drains = self.drains.clone();
+        if on {
+            drains.insert(label);
+        } else {
+            drains.remove(&label);
+        }
+        Ok(drains)
+    }
+
     /// The table the kernel should hold now. `current` is its table (for
     /// the connections of servers that are leaving).
     pub fn desired(&mut self, now: Instant, current: &Table) -> Table {

@@ -73,6 +73,35 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Why a daemon refused a command; each kind chooses its HTTP status, so
+/// a caller (the web UI, a script) can tell a typo from a failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No virtual server, real server or instance of that name: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// Understood, but it could not be carried out, and nothing changed
+    /// (e.g. a drain that could not be saved would not survive a
+    /// restart): 500.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CommandError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for CommandError {
+    fn into_response(self) -> Response {
+        error_response(self.status(), self.to_string())
+    }
+}
+
 /// Turns an error into the API's JSON error body.
 pub fn error_response(status: StatusCode, error: impl Into<String>) -> Response {
     (

@@ -398,6 +398,54 @@ fn a_drain_sticks_across_a_restart_and_an_unknown_server_is_refused() {
 }
 
 #[test]
+fn a_drain_that_cannot_be_saved_is_refused_and_changes_nothing() {
+    let Some(net) = net("hc_drainsave", 1) else {
+        return;
+    };
+    let _server = TestServer::start(&net.lab, &net.rs[0], &["10.88.0.11:80"], "ok", &[]);
+    let hd = Healthd::start(
+        &net.lab,
+        &net.lb,
+        &vs("web", 80, "type = \"http\"", &["10.88.0.11:80"]),
+    );
+    // The state directory becomes a plain file: nothing can be saved there
+    // (root ignores permissions, not file types).
+    let state = hd.dir.join("state");
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::write(&state, "not a directory").unwrap();
+    let err = hd
+        .post::<serde_json::Value>(
+            "/virtual-servers/web/real-servers/10.88.0.11:80/drain",
+            &serde_json::json!({}),
+        )
+        .unwrap_err();
+    match &err {
+        tandem_model::control::ClientError::Http {
+            status, message, ..
+        } => {
+            assert_eq!(*status, 500, "{err}");
+            assert!(message.contains("cannot keep the drains"), "{message}");
+            assert!(message.contains("nothing changed"), "{message}");
+        }
+        other => panic!("not a refusal: {other}"),
+    }
+    assert!(
+        !hd.real_server("web", "10.88.0.11:80").drained,
+        "a drain that would not survive a restart is not applied"
+    );
+    // Once the directory can be written again, the same drain works.
+    std::fs::remove_file(&state).unwrap();
+    let _: serde_json::Value = hd
+        .post(
+            "/virtual-servers/web/real-servers/10.88.0.11:80/drain",
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    assert!(hd.real_server("web", "10.88.0.11:80").drained);
+    assert!(state.join("healthd-drains.json").exists());
+}
+
+#[test]
 fn a_reload_keeps_the_state_of_unchanged_servers() {
     let Some(net) = net("hc_reload", 2) else {
         return;
