@@ -214,6 +214,11 @@ impl Vrrpd {
     pub fn alive(&mut self) -> bool {
         self.proc.as_mut().is_some_and(Proc::alive)
     }
+
+    /// Waits for it to exit on its own; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.proc.as_mut()?.wait_timeout(timeout)
+    }
 }
 
 /// Debian's keepalived (VRRP only) running in a lab host.

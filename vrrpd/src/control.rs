@@ -76,7 +76,7 @@ async fn maintenance(
         .await;
     match asked {
         Ok(Ok(s)) => Json(s).into_response(),
-        Ok(Err(e)) => error_response(StatusCode::NOT_FOUND, e),
+        Ok(Err(e)) => e.into_response(),
         Err(r) => r,
     }
 }

@@ -14,7 +14,7 @@ use tandem_model::api::{
     ReloadResult, SyncGroupStatus, TrackStatus, VrrpState, VrrpdStatus, now_millis,
 };
 use tandem_model::config::{self, Config, ConfigError, Family, VrrpInstance};
-use tandem_model::control::EventLog;
+use tandem_model::control::{CommandError, EventLog};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
@@ -51,6 +51,9 @@ pub enum DaemonError {
 
 /// How long the loop sleeps when no state machine has a deadline.
 const IDLE: Duration = Duration::from_secs(3600);
+/// At most this many queued inputs are taken before a deadline that has
+/// passed (see [`Daemon::run`]).
+const BEFORE_DEADLINE: usize = 64;
 
 /// Requests from the control API.
 pub enum Command {
@@ -59,7 +62,7 @@ pub enum Command {
     Maintenance {
         instance: String,
         on: bool,
-        reply: oneshot::Sender<Result<InstanceStatus, String>>,
+        reply: oneshot::Sender<Result<InstanceStatus, CommandError>>,
     },
 }
 
@@ -778,6 +781,25 @@ impl Daemon {
         }
     }
 
+    /// The VRIDs whose adverts are received on `key`.
+    fn vrids_on(&self, key: &PortKey) -> Vec<u8> {
+        self.rts
+            .iter()
+            .filter(|r| r.port() == *key)
+            .filter_map(|r| u8::try_from(r.cfg.vrid).ok())
+            .collect()
+    }
+
+    /// Points every open socket's kernel filter at the instances that
+    /// now receive there (after a reload added or removed some).
+    fn refilter_ports(&self) {
+        for (key, port) in &self.ports {
+            if let Err(e) = port.socket.keep_only_vrids(&self.vrids_on(key)) {
+                warn!(interface = %key.0, "cannot filter adverts by VRID in the kernel: {e}");
+            }
+        }
+    }
+
     fn open_port(&mut self, key: PortKey, ifindex: u32) {
         if let Some(old) = self.ports.remove(&key) {
             old.close();
@@ -787,6 +809,10 @@ impl Daemon {
         let join = self.rts.iter().any(|r| r.joins(&key));
         match VrrpSocket::open(&key.0, ifindex, key.1, join) {
             Ok(s) => {
+                let vrids = self.vrids_on(&key);
+                if let Err(e) = s.keep_only_vrids(&vrids) {
+                    warn!(interface = %key.0, "cannot filter adverts by VRID in the kernel: {e}");
+                }
                 let socket = Arc::new(s);
                 let tx = self.tx.clone();
                 let rx_socket = socket.clone();
@@ -977,38 +1003,54 @@ impl Daemon {
                 }
                 // A handover waits at most 4 advert intervals; past a
                 // generous bound, stop anyway.
-                if started.elapsed() > self.shutdown_bound() {
+                if started.elapsed() >= self.shutdown_bound() {
                     warn!("shutdown did not complete in time; removing addresses now");
                     break;
                 }
             }
-            let deadline = self
+            let mut deadline = self
                 .node
                 .next_deadline()
                 .unwrap_or_else(|| Instant::now() + IDLE);
+            if let Some(started) = self.shutting_down {
+                // The bound is a deadline of its own: a stop must end even
+                // when nothing else is due and nothing arrives.
+                deadline = deadline.min(started + self.shutdown_bound());
+            }
             if let Err(e) = timer.set(deadline) {
                 error!("cannot arm the timer: {e}");
             }
-            let mut input = tokio::select! {
+            // The deadline first: under any receive load (a flood of
+            // protocol 112 on the segment) a master's adverts and a
+            // backup's Master_Down timer keep their schedule. With the
+            // channel first, a busy channel starved the timer.
+            let woke = tokio::select! {
                 biased;
-                i = rx.recv() => i,
                 _ = timer.fired() => None,
+                i = rx.recv() => i,
             };
-            if input.is_none() {
-                // A deadline passed. If this loop was held up (a slow
-                // netlink request, a busy machine), adverts that arrived
-                // before the deadline may still wait in the sockets: the
-                // readers forward them when they next run. Let them run
-                // once and take what they brought first, or a backup would
-                // declare a master dead that advertised in time.
-                tokio::task::yield_now().await;
-                input = rx.try_recv().ok();
+            if let Some(input) = woke {
+                let now = Instant::now();
+                let outs = self.handle(input, now).await;
+                self.execute(outs, now).await;
+                continue;
+            }
+            // A deadline passed. If this loop was held up (a slow netlink
+            // request, a busy machine), adverts that arrived before the
+            // deadline may still wait in the sockets: the readers forward
+            // them when they next run. Let them run once and take what they
+            // brought first, or a backup would declare a master dead that
+            // advertised in time; but no more than was queued then, so a
+            // flood cannot hold the deadline back.
+            tokio::task::yield_now().await;
+            for _ in 0..rx.len().min(BEFORE_DEADLINE) {
+                let Ok(input) = rx.try_recv() else { break };
+                let now = Instant::now();
+                let outs = self.handle(input, now).await;
+                self.execute(outs, now).await;
             }
             let now = Instant::now();
-            let outs = match input {
-                Some(input) => self.handle(input, now).await,
-                None => self.node.on_timer(now),
-            };
+            let outs = self.node.on_timer(now);
             self.execute(outs, now).await;
         }
         self.finish().await;
@@ -1494,7 +1536,9 @@ impl Daemon {
                 reply,
             } => {
                 let Some(i) = self.node.index(&instance) else {
-                    let _ = reply.send(Err(format!("no instance named {instance}")));
+                    let _ = reply.send(Err(CommandError::NotFound(format!(
+                        "no instance named {instance}"
+                    ))));
                     return Vec::new();
                 };
                 info!(instance = %instance, "maintenance {}", if on { "on: handing over" } else { "off" });
@@ -1668,6 +1712,7 @@ impl Daemon {
                 }
             }
         }
+        self.refilter_ports();
         self.start_trackers();
         for i in started {
             outs.extend(

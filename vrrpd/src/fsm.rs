@@ -562,6 +562,16 @@ impl Instance {
                 if matches!(self.state, VrrpState::Master | VrrpState::Backup) {
                     self.clear_timers();
                     out.push(self.transition(VrrpState::Fault, why));
+                    if self.stopping {
+                        // A fault during a shutdown handover (the interface
+                        // went away): there is nothing left to hand over and
+                        // no deadline that would end it, so the stop is done.
+                        out.push(self.transition(
+                            VrrpState::Stop,
+                            "shutdown: the handover ended by a fault",
+                        ));
+                        out.push(Action::Stopped);
+                    }
                 }
                 out
             }

@@ -129,6 +129,32 @@ impl VrrpSocket {
         })
     }
 
+    /// Lets only adverts for `vrids` reach this socket; the kernel drops
+    /// the rest before they are queued (see [`vrid_filter`]).
+    pub fn keep_only_vrids(&self, vrids: &[u8]) -> io::Result<()> {
+        let mut prog = vrid_filter(self.v6, vrids);
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        };
+        // SAFETY: passes a pointer to a live sock_fprog whose filter points
+        // at `prog`, which outlives the call (the kernel copies it).
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.get_ref().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// The next datagram.
     pub async fn recv(&self) -> io::Result<Datagram> {
         loop {
@@ -303,5 +329,125 @@ pub fn destinations(v6: bool, unicast_peers: &[IpAddr]) -> Vec<IpAddr> {
         vec![IpAddr::V6(VRRP_GROUP_V6)]
     } else {
         vec![IpAddr::V4(VRRP_GROUP_V4)]
+    }
+}
+
+/// A classic BPF socket filter that accepts a datagram only when its VRRP
+/// header carries one of `vrids` (byte 1, RFC 5798 5.2.3), so a flood of
+/// protocol 112 for other virtual routers, or garbage, is dropped by the
+/// kernel instead of costing the daemon a wakeup, a copy and a parse per
+/// packet. What passes is still checked in full in user space.
+///
+/// Where the filter looks: an AF_INET raw socket runs it on the packet
+/// from its IP header (`raw_rcv` pushes the header back before
+/// `sock_queue_rcv_skb`), so the VRRP header is at IHL x 4, which
+/// `ldx 4*([0]&0xf)` loads; an AF_INET6 raw socket runs it from the
+/// transport header (`ip6_protocol_deliver_rcu` pulls the IPv6 header and
+/// its extensions first). A load past the end of a short datagram ends
+/// the program with 0, a drop.
+pub fn vrid_filter(v6: bool, vrids: &[u8]) -> Vec<libc::sock_filter> {
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const LD_B_IND: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_IND) as u16;
+    const LDX_B_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+
+    let mut vrids = vrids.to_vec();
+    vrids.sort_unstable();
+    vrids.dedup();
+    let mut prog = Vec::with_capacity(vrids.len() + 4);
+    if v6 {
+        prog.push(op(LD_B_ABS, 0, 0, 1));
+    } else {
+        prog.push(op(LDX_B_MSH, 0, 0, 0));
+        prog.push(op(LD_B_IND, 0, 0, 1));
+    }
+    // One compare per VRID; a match jumps over the rest and the drop to
+    // the accept at the end. At most 255 VRIDs keep every jump in a u8.
+    let n = vrids.len();
+    for (i, vrid) in vrids.iter().enumerate() {
+        let to_accept = (n - i) as u8;
+        prog.push(op(JEQ_K, to_accept, 0, u32::from(*vrid)));
+    }
+    prog.push(op(RET_K, 0, 0, 0));
+    prog.push(op(RET_K, 0, 0, u32::MAX));
+    prog
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the subset of classic BPF the filter uses, as the kernel's
+    /// interpreter does (`___bpf_prog_run`): a load past the end returns 0.
+    fn run(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        loop {
+            let ins = prog[pc];
+            pc += 1;
+            let code = u32::from(ins.code);
+            match code {
+                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_ABS => {
+                    let Some(&b) = pkt.get(ins.k as usize) else {
+                        return 0;
+                    };
+                    a = u32::from(b);
+                }
+                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_IND => {
+                    let Some(&b) = pkt.get((x + ins.k) as usize) else {
+                        return 0;
+                    };
+                    a = u32::from(b);
+                }
+                c if c == libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH => {
+                    let Some(&b) = pkt.get(ins.k as usize) else {
+                        return 0;
+                    };
+                    x = 4 * u32::from(b & 0xf);
+                }
+                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
+                    pc += usize::from(if a == ins.k { ins.jt } else { ins.jf });
+                }
+                c if c == libc::BPF_RET | libc::BPF_K => return ins.k,
+                other => panic!("instruction {other:#x} not in the filter's subset"),
+            }
+        }
+    }
+
+    fn v4(ihl_words: u8, vrrp: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; usize::from(ihl_words) * 4];
+        p[0] = 0x40 | ihl_words;
+        p.extend_from_slice(vrrp);
+        p
+    }
+
+    #[test]
+    fn the_filter_passes_our_vrids_and_drops_every_other() {
+        let prog = vrid_filter(false, &[51, 7, 51]);
+        assert!(run(&prog, &v4(5, &[0x31, 51, 100])) > 0);
+        assert!(run(&prog, &v4(5, &[0x31, 7])) > 0);
+        assert_eq!(run(&prog, &v4(5, &[0x31, 52, 100])), 0);
+        // IP options move the VRRP header: the VRID is found behind them.
+        assert!(run(&prog, &v4(6, &[0x31, 51])) > 0);
+        assert_eq!(run(&prog, &v4(6, &[0, 0, 0, 51])), 0);
+        // Too short to hold a VRID: dropped, not read past the end.
+        assert_eq!(run(&prog, &v4(5, &[0x31])), 0);
+        assert_eq!(run(&prog, &[]), 0);
+
+        let prog6 = vrid_filter(true, &[51]);
+        assert!(run(&prog6, &[0x31, 51, 100, 0]) > 0);
+        assert_eq!(run(&prog6, &[0x31, 50]), 0);
+        assert_eq!(run(&vrid_filter(true, &[]), &[0x31, 51]), 0);
+    }
+
+    #[test]
+    fn every_vrid_fits_in_one_program() {
+        let all: Vec<u8> = (1..=255).collect();
+        let prog = vrid_filter(false, &all);
+        for vrid in 1..=255u8 {
+            assert!(run(&prog, &v4(5, &[0x31, vrid])) > 0, "{vrid}");
+        }
+        assert_eq!(run(&prog, &v4(5, &[0x31, 0])), 0);
     }
 }

@@ -285,6 +285,24 @@ fn a_handover_keeps_the_addresses_until_the_new_master_is_heard() {
 }
 
 #[test]
+fn a_fault_during_a_shutdown_handover_ends_the_stop() {
+    let t0 = Instant::now();
+    let mut i = instance(150);
+    i.startup(t0);
+    i.on_timer(t0 + 4 * S);
+    assert_eq!(i.state(), Master);
+    i.shutdown(t0 + 5 * S, true);
+    // The interface goes away while the backup has not been heard yet.
+    let a = i.set_fault(t0 + 5 * S + ms(100), Some("interface eth0 is gone".into()));
+    assert!(a.contains(&Action::RemoveAddresses), "{a:?}");
+    assert_eq!(states(&a), vec![Fault, Stop]);
+    assert_eq!(a.last(), Some(&Action::Stopped));
+    assert_eq!(i.next_deadline(), None);
+    // Its return does not restart a stopped instance.
+    assert!(i.set_fault(t0 + 6 * S, None).is_empty());
+}
+
+#[test]
 fn a_handover_with_no_backup_gives_up_the_addresses_at_its_deadline() {
     let t0 = Instant::now();
     let mut i = instance(255);
