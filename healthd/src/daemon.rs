@@ -32,7 +32,7 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("{0}")]
     Setup(String),

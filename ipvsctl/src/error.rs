@@ -88,17 +88,25 @@ impl std::error::Error for KernelError {}
 pub enum Error {
     #[error("this kernel has no IPVS: load the ip_vs module (modprobe ip_vs)")]
     NoIpvs,
+    // Causes are part of the messages, not also `source()`s: a chain
+    // printer (anyhow's `{:#}`) would say them twice.
     #[error("cannot open a generic netlink socket: {0}")]
-    Socket(#[source] std::io::Error),
+    Socket(std::io::Error),
     #[error("netlink socket error: {0}")]
-    Io(#[source] std::io::Error),
+    Io(std::io::Error),
     #[error("unreadable reply from the kernel: {0}")]
-    Codec(#[from] CodecError),
+    Codec(CodecError),
     #[error("{0}")]
     Kernel(Box<KernelError>),
     /// Operations of a batch that failed; the others were applied.
     #[error("{}", list(.0))]
     Ops(Vec<KernelError>),
+}
+
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Self {
+        Error::Codec(e)
+    }
 }
 
 fn list(errors: &[KernelError]) -> String {

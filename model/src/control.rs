@@ -226,15 +226,12 @@ async fn events_recent(
     axum::Json(log.recent(q.since.unwrap_or(0)))
 }
 
-/// Why a control API call failed.
+/// Why a control API call failed. Each message holds its cause once, and
+/// none is also a `source()`, so a chain printer does not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach {}: {source} (is the daemon running, with this socket_dir?)", path.display())]
-    Connect {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot reach {}: {cause} (is the daemon running, with this socket_dir?)", path.display())]
+    Connect { path: PathBuf, cause: io::Error },
     #[error("{path}: {message}")]
     Http {
         path: String,
@@ -243,18 +240,13 @@ pub enum ClientError {
         /// The full error body, with located findings of a refused reload.
         body: Option<ApiError>,
     },
-    #[error("{path}: the answer is not what was expected: {source}")]
+    #[error("{path}: the answer is not what was expected: {cause}")]
     Decode {
         path: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
-    #[error("{path}: {source}")]
-    Transport {
-        path: String,
-        #[source]
-        source: hyper::Error,
-    },
+    #[error("{path}: {cause}")]
+    Transport { path: String, cause: hyper::Error },
 }
 
 /// A client of one daemon's control socket.
@@ -283,13 +275,13 @@ impl Client {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
-                .map_err(|source| ClientError::Connect {
+                .map_err(|cause| ClientError::Connect {
                     path: self.socket.clone(),
-                    source,
+                    cause,
                 })?;
-        let transport = |source| ClientError::Transport {
+        let transport = |cause| ClientError::Transport {
             path: path.to_string(),
-            source,
+            cause,
         };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -342,14 +334,14 @@ impl Client {
             .into_body()
             .collect()
             .await
-            .map_err(|source| ClientError::Transport {
+            .map_err(|cause| ClientError::Transport {
                 path: path.to_string(),
-                source,
+                cause,
             })?
             .to_bytes();
-        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+        serde_json::from_slice(&bytes).map_err(|cause| ClientError::Decode {
             path: path.to_string(),
-            source,
+            cause,
         })
     }
 
@@ -404,18 +396,18 @@ fn sse_events(
                     if data.is_empty() {
                         continue; // keep-alive comment
                     }
-                    let item = serde_json::from_str(&data).map_err(|source| ClientError::Decode {
+                    let item = serde_json::from_str(&data).map_err(|cause| ClientError::Decode {
                         path: path.clone(),
-                        source,
+                        cause,
                     });
                     return Some((item, (body, buf, path)));
                 }
                 match body.next().await {
                     Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                    Some(Err(source)) => {
+                    Some(Err(cause)) => {
                         let err = ClientError::Transport {
                             path: path.clone(),
-                            source,
+                            cause,
                         };
                         return Some((Err(err), (body, Vec::new(), path)));
                     }

@@ -61,3 +61,31 @@ fn check_names_a_missing_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/tandem.toml"));
 }
+
+#[test]
+fn a_missing_file_or_daemon_is_reported_with_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let once = |what: &str, out: std::process::Output, cause: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_ne!(out.status.code(), Some(0), "{what}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default().to_string();
+        assert_eq!(last.matches(cause).count(), 1, "{what}: {last}");
+        assert_eq!(last.matches("os error 2").count(), 1, "{what}: {last}");
+    };
+    for daemon in ["tandem-vrrpd", "tandem-healthd"] {
+        let out = Command::new(binary(daemon))
+            .arg("--config")
+            .arg(&missing)
+            .output()
+            .unwrap();
+        once(daemon, out, "cannot read");
+        let out = Command::new(binary(daemon))
+            .arg("--socket-dir")
+            .arg(dir.path())
+            .arg("status")
+            .output()
+            .unwrap();
+        once(&format!("{daemon} status"), out, "cannot reach");
+    }
+}

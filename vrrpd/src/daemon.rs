@@ -37,16 +37,12 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
 }
 
 /// How long the loop sleeps when no state machine has a deadline.
@@ -992,9 +988,9 @@ impl Daemon {
                 }
             }
         });
-        let timer = crate::timer::Deadline::new().map_err(|source| DaemonError::Io {
+        let timer = crate::timer::Deadline::new().map_err(|cause| DaemonError::Io {
             what: "creating a timer".into(),
-            source,
+            cause,
         })?;
         loop {
             if let Some(started) = self.shutting_down {

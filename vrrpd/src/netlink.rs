@@ -15,14 +15,12 @@ use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, MulticastGroup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
+    // Causes are part of the messages, not also `source()`s: a chain
+    // printer would say them twice.
     #[error("cannot open a netlink socket: {0}")]
-    Open(#[from] std::io::Error),
-    #[error("{what}: {source}")]
-    Request {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    Open(std::io::Error),
+    #[error("{what}: {cause}")]
+    Request { what: String, cause: std::io::Error },
 }
 
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
@@ -33,11 +31,11 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
 }
 
 fn request_error(what: String, e: rtnetlink::Error) -> NetlinkError {
-    let source = match errno(&e) {
+    let cause = match errno(&e) {
         Some(n) => std::io::Error::from_raw_os_error(n),
         None => std::io::Error::other(e.to_string()),
     };
-    NetlinkError::Request { what, source }
+    NetlinkError::Request { what, cause }
 }
 
 /// What vrrpd needs to know of a link.
@@ -106,7 +104,7 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a connection; its driver runs on the current runtime.
     pub fn connect() -> Result<Netlink, NetlinkError> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
         tokio::spawn(conn);
         Ok(Netlink { handle })
     }
@@ -241,7 +239,7 @@ impl Netlink {
             .map_err(|e| request_error(format!("creating macvlan {name}"), e))?;
         self.link(name).await?.ok_or_else(|| NetlinkError::Request {
             what: format!("creating macvlan {name}"),
-            source: std::io::Error::from_raw_os_error(libc::ENODEV),
+            cause: std::io::Error::from_raw_os_error(libc::ENODEV),
         })
     }
 
@@ -296,7 +294,8 @@ pub fn link_events() -> Result<impl Stream<Item = LinkEvent> + Send + 'static, N
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
         MulticastGroup::Ipv6Ifaddr,
-    ])?;
+    ])
+    .map_err(NetlinkError::Open)?;
     tokio::spawn(conn);
     Ok(messages.filter_map(|(msg, _)| async move {
         match msg.payload {

@@ -176,12 +176,8 @@ pub enum WriteError {
     Conflict { based_on: String, current: String },
     #[error("the configuration has {} error(s); nothing was written", .0.len())]
     Invalid(Vec<Diagnostic>),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 /// A backup kept beside the file.
@@ -223,7 +219,7 @@ impl ConfigFile {
 
     fn io(&self, path: &Path) -> impl FnOnce(io::Error) -> WriteError {
         let path = path.to_path_buf();
-        move |source| WriteError::Io { path, source }
+        move |cause| WriteError::Io { path, cause }
     }
 
     /// The current text and its version.
@@ -263,7 +259,7 @@ impl ConfigFile {
         if n == 0 || n > self.keep {
             return Err(WriteError::Io {
                 path: self.backup_path(n),
-                source: io::Error::new(io::ErrorKind::NotFound, "no such backup"),
+                cause: io::Error::new(io::ErrorKind::NotFound, "no such backup"),
             });
         }
         let path = self.backup_path(n);
@@ -309,7 +305,7 @@ impl ConfigFile {
             let _ = fs::remove_file(&tmp);
             return Err(WriteError::Io {
                 path: tmp,
-                source: e,
+                cause: e,
             });
         }
         self.rotate_out()?;

@@ -71,8 +71,8 @@ impl<T> Reach<T> {
 
 fn down_reason(e: &ClientError) -> String {
     match e {
-        ClientError::Connect { path, source } => {
-            format!("not running (no answer on {}: {source})", path.display())
+        ClientError::Connect { path, cause } => {
+            format!("not running (no answer on {}: {cause})", path.display())
         }
         e => e.to_string(),
     }

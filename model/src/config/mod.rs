@@ -790,11 +790,12 @@ pub struct WebUser {
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is part of the message and not also a `source()`: a
+    // chain printer (anyhow's `{:#}`) would say it twice.
+    #[error("cannot read {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{0}")]
     Invalid(Diagnostics),
@@ -812,9 +813,9 @@ impl ConfigError {
 
 /// Reads, parses and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse(&text, &path.display().to_string())
 }
