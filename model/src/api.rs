@@ -138,6 +138,9 @@ pub struct InstanceCounters {
     #[serde(default)]
     pub transitions: u64,
     pub announcements_sent: u64,
+    /// Address operations the kernel refused (each is tried again).
+    #[serde(default)]
+    pub address_failures: u64,
     /// Received packets dropped, by reason (`ttl`, `checksum`, ...).
     pub drops: BTreeMap<String, u64>,
     /// Adverts accepted despite a mismatch worth a look (address list,

@@ -102,6 +102,24 @@ impl IntoResponse for CommandError {
     }
 }
 
+/// The answer to a reload whose file was refused, the same from every
+/// daemon: how many findings (located in `diagnostics`) or why the file
+/// could not be read, and that nothing changed.
+pub fn refused_reload(path: &Path, e: &crate::config::ConfigError) -> ApiError {
+    let error = match e {
+        crate::config::ConfigError::Invalid(d) => format!(
+            "{} error(s) in {}; running configuration kept",
+            d.len(),
+            path.display()
+        ),
+        crate::config::ConfigError::Io { .. } => format!("{e}; running configuration kept"),
+    };
+    ApiError {
+        error,
+        diagnostics: e.diagnostics().map(|d| d.0.clone()).unwrap_or_default(),
+    }
+}
+
 /// Turns an error into the API's JSON error body.
 pub fn error_response(status: StatusCode, error: impl Into<String>) -> Response {
     (

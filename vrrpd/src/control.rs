@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tandem_model::control::{EventLog, error_response};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::daemon::{Command, Input};
+use crate::input::{Command, Input};
 
 #[derive(Clone)]
 struct Api {

@@ -15,7 +15,7 @@ use tandem_model::control::Client;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::daemon::Input;
+use crate::input::Input;
 
 /// Quorum verdicts (virtual server -> met).
 pub type Verdicts = BTreeMap<String, bool>;

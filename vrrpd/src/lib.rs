@@ -3,21 +3,36 @@
 //! The protocol is sans IO: [`packet`] (the wire format), [`fsm`] (one
 //! virtual router's state machine, RFC 5798 6.4), [`track`] (tracked
 //! objects and priority), [`node`] (every instance of this node with its
-//! sync groups). The adapters around them: [`socket`] (raw sockets),
-//! [`timer`] (the loop's timerfd),
-//! [`netlink`] (links and addresses), [`healthd`] (quorum from healthd),
-//! [`daemon`] (the
-//! event loop), [`control`] (the control API) and [`report`] (status for
-//! a terminal).
+//! sync groups), [`vip`] (the virtual IPs' reconciler), [`reload`] (what a
+//! new configuration changes) and [`binding`] (an instance's configuration
+//! resolved for this host).
+//!
+//! The adapters around them: [`socket`] (raw sockets), [`timer`] (the
+//! loop's timerfd), [`netlink`] (links and addresses), [`healthd`] (quorum
+//! from healthd), and the event loop [`daemon`] with its rooms:
+//! [`input`] (what it is told), [`links`], [`rx`] (receive checks),
+//! [`addresses`] (the VIPs through [`vip`], and `release`),
+//! [`announce`], [`trackers`], [`status`]; [`control`] (the control API)
+//! and [`report`] (status for a terminal).
 
+pub mod addresses;
+pub mod announce;
+pub mod binding;
 pub mod control;
 pub mod daemon;
 pub mod fsm;
 pub mod healthd;
+pub mod input;
+pub mod links;
 pub mod netlink;
 pub mod node;
 pub mod packet;
+pub mod reload;
 pub mod report;
+pub mod rx;
 pub mod socket;
+pub mod status;
 pub mod timer;
 pub mod track;
+pub mod trackers;
+pub mod vip;

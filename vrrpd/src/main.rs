@@ -9,7 +9,8 @@ use tandem_model::control::{Client, reload_and_report};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info};
-use vrrpd::daemon::{Daemon, Input, Options, Signal};
+use vrrpd::daemon::Daemon;
+use vrrpd::input::{Input, Options, Signal};
 
 /// tandem's VRRP daemon: floats the virtual IPs between the directors
 /// (VRRPv3 RFC 5798 and v2 RFC 3768, IPv4 and IPv6).
@@ -211,7 +212,7 @@ async fn release(config_path: &std::path::Path, socket: PathBuf) -> anyhow::Resu
             socket.display()
         );
     }
-    let released = vrrpd::daemon::release(&config).await?;
+    let released = vrrpd::addresses::release(&config).await?;
     for line in &released.removed {
         println!("released {line}");
     }

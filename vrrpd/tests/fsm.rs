@@ -487,7 +487,7 @@ fn node_with_group() -> Node {
 }
 
 fn node_states(node: &Node) -> Vec<VrrpState> {
-    node.members.iter().map(|m| m.inst.state()).collect()
+    node.members().map(|(_, m)| m.inst.state()).collect()
 }
 
 #[test]
@@ -496,15 +496,16 @@ fn a_sync_group_takes_over_together() {
     let mut node = node_with_group();
     node.startup(t0);
     // b hears a master; a does not: a takes over, and b with it.
-    node.on_advert(t0 + S, 1, ip(PEER), &advert(150)).unwrap();
+    let (a, b) = (node.id("a").unwrap(), node.id("b").unwrap());
+    node.on_advert(t0 + S, b, ip(PEER), &advert(150)).unwrap();
     let outs = node.on_timer(t0 + ms(3610));
     assert_eq!(node_states(&node), vec![Master, Master]);
     assert!(outs.contains(&Out::Group {
-        group: 0,
+        group: "g".into(),
         to: Master
     }));
     // A higher master for a: both fall back.
-    node.on_advert(t0 + 5 * S, 0, ip(PEER), &advert(200))
+    node.on_advert(t0 + 5 * S, a, ip(PEER), &advert(200))
         .unwrap();
     assert_eq!(node_states(&node), vec![Backup, Backup]);
 }
@@ -519,7 +520,7 @@ fn a_fault_in_one_sync_group_member_faults_all_until_it_clears() {
     let outs = node.set_track(t0 + 5 * S, TrackKind::Script, "chk-a", TrackValue::Failed);
     assert_eq!(node_states(&node), vec![Fault, Fault]);
     assert!(outs.contains(&Out::Group {
-        group: 0,
+        group: "g".into(),
         to: Fault
     }));
     node.set_track(t0 + 6 * S, TrackKind::Script, "chk-a", TrackValue::Ok);
@@ -544,6 +545,7 @@ fn a_weighted_tracker_lowers_the_priority_without_fault() {
     );
     node.startup(t0);
     node.set_track(t0 + S, TrackKind::Interface, "eth1", TrackValue::Failed);
-    assert_eq!(node.members[0].inst.priority(), 90);
-    assert_eq!(node.members[0].inst.state(), Backup);
+    let a = node.get(node.id("a").unwrap()).unwrap();
+    assert_eq!(a.inst.priority(), 90);
+    assert_eq!(a.inst.state(), Backup);
 }

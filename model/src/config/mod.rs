@@ -205,6 +205,10 @@ pub struct VrrpInstance {
     pub vmac_interface: Option<String>,
 }
 
+fn narrow(n: i64) -> u8 {
+    u8::try_from(n.clamp(0, 255)).unwrap_or(u8::MAX)
+}
+
 fn default_version() -> i64 {
     3
 }
@@ -221,12 +225,33 @@ fn yes() -> bool {
     true
 }
 
+/// The protocol's own widths, for a validated instance. The file keeps
+/// what was written (an `i64`), so that validation can name a value out of
+/// range with all the other findings at once; past validation these are
+/// in range (out of range reads as the nearest bound, never a panic).
 impl VrrpInstance {
     /// The configured priority: as written, else 255 for an address owner
     /// and 100 for everyone else.
-    pub fn priority(&self) -> i64 {
-        self.priority
-            .unwrap_or(if self.address_owner { 255 } else { 100 })
+    pub fn priority(&self) -> u8 {
+        narrow(
+            self.priority
+                .unwrap_or(if self.address_owner { 255 } else { 100 }),
+        )
+    }
+
+    /// RFC 5798 5.2.3: 1-255.
+    pub fn vrid(&self) -> u8 {
+        narrow(self.vrid)
+    }
+
+    /// 2 or 3.
+    pub fn version(&self) -> u8 {
+        narrow(self.version)
+    }
+
+    /// Announcements per VIP in a burst (0-100).
+    pub fn announce_count(&self) -> usize {
+        usize::try_from(self.announce_count.max(0)).unwrap_or(0)
     }
 
     /// The instance's address family, taken from its first virtual IP.
@@ -862,8 +887,14 @@ impl Config {
 
     /// Path of a daemon's control socket: `<socket_dir>/<daemon>.sock`.
     pub fn socket_path(&self, daemon: &str) -> PathBuf {
-        self.node.socket_dir.join(format!("{daemon}.sock"))
+        socket_in(&self.node.socket_dir, daemon)
     }
+}
+
+/// A daemon's control socket in `dir` (the configured `socket_dir`, or
+/// one given on the command line): `<dir>/<daemon>.sock`.
+pub fn socket_in(dir: &Path, daemon: &str) -> PathBuf {
+    dir.join(format!("{daemon}.sock"))
 }
 
 fn nix_hostname() -> Option<String> {

@@ -1,0 +1,76 @@
+//! What the daemon's loop is told: how it was started, and every input
+//! that arrives on its one channel (packets, link events, script results,
+//! quorum from healthd, control requests, signals).
+
+use std::path::PathBuf;
+
+use tandem_model::api::{ApiError, InstanceStatus, ReloadResult, VrrpdStatus};
+use tandem_model::config::ConfigError;
+use tandem_model::control::CommandError;
+use tokio::sync::oneshot;
+
+use crate::netlink::{LinkEvent, NetlinkError};
+use crate::socket::Datagram;
+use crate::track::{ScriptResult, TrackValue};
+
+/// How the daemon was started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    /// Overrides `[node] socket_dir` (tests run several nodes on one host).
+    pub socket_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+}
+
+/// Requests from the control API.
+pub enum Command {
+    Status(oneshot::Sender<VrrpdStatus>),
+    Reload(oneshot::Sender<Result<ReloadResult, ApiError>>),
+    Maintenance {
+        instance: String,
+        on: bool,
+        reply: oneshot::Sender<Result<InstanceStatus, CommandError>>,
+    },
+}
+
+pub enum Signal {
+    Terminate,
+    Reload,
+}
+
+/// Everything the loop reacts to.
+pub enum Input {
+    Packet {
+        port: PortKey,
+        datagram: Datagram,
+    },
+    PortError {
+        port: PortKey,
+        error: std::io::Error,
+    },
+    Link(LinkEvent),
+    Script {
+        name: String,
+        result: ScriptResult,
+    },
+    /// Quorum verdicts of tracked virtual servers, from healthd.
+    Quorum(crate::healthd::Verdicts),
+    File {
+        path: PathBuf,
+        value: TrackValue,
+    },
+    Command(Command),
+    Signal(Signal),
+}
+
+/// A VRRP socket is per interface and family.
+pub type PortKey = (String, bool);
