@@ -6,6 +6,8 @@
 //! - [`api`]: the JSON types of `/status`, `/events` and the actions.
 //! - [`control`]: HTTP/JSON over a Unix socket, the server side (axum) and a
 //!   small client (hyper) used by the web UI, the CLIs and the tests.
+//! - [`host`]: what every daemon does around its loop (control socket,
+//!   signals, readiness, ask-and-wait).
 //! - [`exec`]: running the programs the configuration names (scripts),
 //!   without a shell, with a timeout, as a user.
 //! - [`manpages`]: the programs' manual pages, from their clap definitions.
@@ -14,4 +16,5 @@ pub mod api;
 pub mod config;
 pub mod control;
 pub mod exec;
+pub mod host;
 pub mod manpages;

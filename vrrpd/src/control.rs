@@ -6,30 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tandem_model::control::{EventLog, error_response};
-use tokio::sync::{mpsc, oneshot};
+use tandem_model::control::EventLog;
+use tandem_model::host::Loop;
+use tokio::sync::mpsc;
 
 use crate::input::{Command, Input};
 
-#[derive(Clone)]
-struct Api {
-    tx: mpsc::Sender<Input>,
-}
-
-impl Api {
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, Response> {
-        let (tx, rx) = oneshot::channel();
-        let gone = || error_response(StatusCode::SERVICE_UNAVAILABLE, "vrrpd is shutting down");
-        self.tx
-            .send(Input::Command(make(tx)))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
-    }
-}
+type Api = Loop<Input>;
 
 /// `GET /status`, `POST /reload`, `POST /instances/{name}/maintenance`,
 /// and the event routes.
@@ -38,19 +21,19 @@ pub fn router(tx: mpsc::Sender<Input>, events: &EventLog) -> Router {
         .route("/status", get(status))
         .route("/reload", post(reload))
         .route("/instances/{name}/maintenance", post(maintenance))
-        .with_state(Api { tx })
+        .with_state(Loop::new(tx, "vrrpd"))
         .merge(events.routes())
 }
 
 async fn status(State(api): State<Api>) -> Response {
-    match api.ask(Command::Status).await {
+    match api.ask(|r| Input::Command(Command::Status(r))).await {
         Ok(s) => Json(s).into_response(),
         Err(r) => r,
     }
 }
 
 async fn reload(State(api): State<Api>) -> Response {
-    match api.ask(Command::Reload).await {
+    match api.ask(|r| Input::Command(Command::Reload(r))).await {
         Ok(Ok(r)) => Json(r).into_response(),
         Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(e)).into_response(),
         Err(r) => r,
@@ -68,10 +51,12 @@ async fn maintenance(
     Json(body): Json<MaintenanceBody>,
 ) -> Response {
     let asked = api
-        .ask(|reply| Command::Maintenance {
-            instance: name,
-            on: body.on,
-            reply,
+        .ask(|reply| {
+            Input::Command(Command::Maintenance {
+                instance: name,
+                on: body.on,
+                reply,
+            })
         })
         .await;
     match asked {

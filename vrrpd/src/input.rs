@@ -42,10 +42,7 @@ pub enum Command {
     },
 }
 
-pub enum Signal {
-    Terminate,
-    Reload,
-}
+pub use tandem_model::host::Signal;
 
 /// Everything the loop reacts to.
 pub enum Input {

@@ -6,11 +6,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 use tandem_model::api::{InstanceStatus, VrrpdStatus, now_millis};
 use tandem_model::config;
 use tandem_model::control::{Client, reload_and_report};
-use tokio::signal::unix::{SignalKind, signal};
+use tandem_model::host::{Host, forward_signals};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 use vrrpd::daemon::Daemon;
-use vrrpd::input::{Input, Options, Signal};
+use vrrpd::input::{Input, Options};
 
 /// tandem's VRRP daemon: floats the virtual IPs between the directors
 /// (VRRPv3 RFC 5798 and v2 RFC 3768, IPv4 and IPv6).
@@ -152,48 +152,15 @@ fn main() -> ExitCode {
 async fn run(opts: Options) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Input>(1024);
     let mut daemon = Daemon::new(opts, tx.clone()).await?;
-    let socket = daemon.socket_path();
-    let listener = tandem_model::control::bind(&socket)
-        .await
-        .with_context(|| format!("control socket {}", socket.display()))?;
     let router = vrrpd::control::router(tx.clone(), &daemon.events());
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = api_stopped.await;
-            })
-            .await
-    });
-    spawn_signals(tx)?;
+    let host = Host::serve(&daemon.socket_path(), router).await?;
+    forward_signals(tx, Input::Signal)?;
     daemon.start().await?;
-    info!(socket = %socket.display(), "running");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    info!(socket = %host.socket().display(), "running");
+    host.ready();
     let result = daemon.run(rx).await;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = stop_api.send(());
-    let _ = api.await;
-    let _ = std::fs::remove_file(&socket);
+    host.stop().await;
     result.map_err(Into::into)
-}
-
-fn spawn_signals(tx: mpsc::Sender<Input>) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        loop {
-            let sig = tokio::select! {
-                _ = term.recv() => Signal::Terminate,
-                _ = int.recv() => Signal::Terminate,
-                _ = hup.recv() => Signal::Reload,
-            };
-            if tx.send(Input::Signal(sig)).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(())
 }
 
 /// `release`: what a dead vrrpd left on the interfaces goes away. A live
