@@ -371,47 +371,9 @@ async fn check_csrf(caller: &Caller, req: Request) -> Result<Request, &'static s
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {
-    serde_urlencoded_pairs(body)
-        .into_iter()
+    form_urlencoded::parse(body)
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-}
-
-/// `application/x-www-form-urlencoded` pairs, decoded.
-fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = match p.iter().position(|&b| b == b'=') {
-                Some(i) => (&p[..i], &p[i + 1..]),
-                None => (p, &[][..]),
-            };
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &[u8]) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() => {
-                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        .map(|(_, v)| v.into_owned())
 }
 
 /// A refusal in the caller's language: JSON for scripts, a page for people.
@@ -567,17 +529,16 @@ mod tests {
 
     #[test]
     fn form_fields_are_decoded() {
-        let pairs = serde_urlencoded_pairs(b"a=1&text=x+%3D+%22y%22%0A&csrf=t%2Fk&e=");
-        assert_eq!(
-            pairs,
-            [
-                ("a".into(), "1".into()),
-                ("text".into(), "x = \"y\"\n".into()),
-                ("csrf".into(), "t/k".into()),
-                ("e".into(), String::new()),
-            ]
-        );
-        assert_eq!(percent_decode(b"100%"), "100%");
-        assert_eq!(percent_decode(b"%zz"), "%zz");
+        let body = b"a=1&text=x+%3D+%22y%22%0A&csrf=t%2Fk&e=&a=2";
+        assert_eq!(form_field(body, "a").as_deref(), Some("1"));
+        assert_eq!(form_field(body, "text").as_deref(), Some("x = \"y\"\n"));
+        assert_eq!(form_field(body, "csrf").as_deref(), Some("t/k"));
+        assert_eq!(form_field(body, "e").as_deref(), Some(""));
+        assert_eq!(form_field(body, "missing"), None);
+        // A `%` that starts no escape is kept as it is.
+        assert_eq!(form_field(b"v=100%", "v").as_deref(), Some("100%"));
+        assert_eq!(form_field(b"v=%zz", "v").as_deref(), Some("%zz"));
+        // Only two hex digits make an escape: `+` is a space, even here.
+        assert_eq!(form_field(b"v=%+1", "v").as_deref(), Some("% 1"));
     }
 }
