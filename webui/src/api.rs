@@ -14,7 +14,8 @@ use tandem_model::api::ApiError;
 use crate::auth::role_name;
 use crate::configedit::{self, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
-use crate::pages::{Applied, EventFilter, Same, apply_text, filtered_events, peers};
+use crate::pages::{Applied, EventFilter, apply_text, filtered_events, peers};
+use crate::render::Same;
 use crate::server::{Admin, AppState, Via, Viewer};
 
 /// The JSON error body every API refusal has (the daemons' shape).

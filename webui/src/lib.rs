@@ -9,15 +9,19 @@
 //!   [`daemons`] talks to vrrpd and healthd; [`pages`] and [`api`] are thin
 //!   handlers over both; [`server`] puts the router, the live event hub and
 //!   the listener (plain or TLS) together.
+//! - [`render`] keeps what was rendered from a status document until the
+//!   document changes; [`format`] writes times and sizes for people.
 
 pub mod api;
 pub mod auth;
 pub mod configedit;
 pub mod csrf;
 pub mod daemons;
+pub mod format;
 pub mod metrics;
 pub mod pages;
 pub mod ratelimit;
+pub mod render;
 pub mod server;
 pub mod session;
 pub mod tls;

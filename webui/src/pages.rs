@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
@@ -24,167 +24,10 @@ use tandem_model::config::Diagnostic;
 use crate::auth::role_name;
 use crate::configedit::{self, Change, DiffLine, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
+use crate::format::{ago, bytes, utc};
+use crate::render::{Same, html};
 use crate::server::{Admin, AppState, Caller, Via, Viewer, too_many};
 use crate::session::User;
-
-// ---------------------------------------------------------------- renders
-
-/// An `Arc` compared by identity: the same status document, not an equal one.
-pub struct Same<T>(pub Arc<T>);
-
-impl<T> PartialEq for Same<T> {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-/// Generations of the status documents a render was made from.
-pub type Generations = (u64, u64);
-
-struct Rendered<S, V> {
-    snapshot: S,
-    generations: Generations,
-    variant: V,
-    output: Bytes,
-}
-
-/// The last outputs rendered from status documents, so many requests
-/// (browsers refreshing, a scraper, a load test) render a thousand real
-/// servers once per status fetch rather than once each. One entry per
-/// variant (an admin's and a viewer's view differ by their buttons).
-pub struct Memo<S, V> {
-    entries: Mutex<Vec<Rendered<S, V>>>,
-    rendering: tokio::sync::Mutex<()>,
-}
-
-impl<S: PartialEq, V: PartialEq> Default for Memo<S, V> {
-    fn default() -> Self {
-        Memo {
-            entries: Mutex::new(Vec::new()),
-            rendering: tokio::sync::Mutex::new(()),
-        }
-    }
-}
-
-impl<S: PartialEq, V: PartialEq> Memo<S, V> {
-    fn find(&self, f: impl Fn(&Rendered<S, V>) -> bool) -> Option<Bytes> {
-        let entries = self.entries.lock().unwrap();
-        entries.iter().find(|e| f(e)).map(|e| e.output.clone())
-    }
-
-    /// The output for `snapshot`, rendered once. While another request
-    /// renders a newer snapshot of the same generations (it is only older
-    /// by the cache's time to live, nothing happened), the previous output
-    /// is served rather than waited for; after an event, never.
-    pub async fn get_or<B: Into<Bytes>>(
-        &self,
-        snapshot: S,
-        generations: Generations,
-        variant: V,
-        render: impl FnOnce() -> B,
-    ) -> Bytes {
-        if let Some(b) = self.find(|e| e.snapshot == snapshot && e.variant == variant) {
-            return b;
-        }
-        let _one = match self.rendering.try_lock() {
-            Ok(g) => g,
-            Err(_) => {
-                let same =
-                    |e: &Rendered<S, V>| e.generations == generations && e.variant == variant;
-                if let Some(b) = self.find(same) {
-                    return b;
-                }
-                let g = self.rendering.lock().await;
-                if let Some(b) = self.find(|e| e.snapshot == snapshot && e.variant == variant) {
-                    return b;
-                }
-                g
-            }
-        };
-        let output: Bytes = render().into();
-        let mut entries = self.entries.lock().unwrap();
-        entries.retain(|e| e.variant != variant);
-        entries.push(Rendered {
-            snapshot,
-            generations,
-            variant,
-            output: output.clone(),
-        });
-        output
-    }
-}
-
-/// Rendered outputs kept per status document.
-#[derive(Default)]
-pub struct Renders {
-    /// Keyed by whether the viewer is an admin.
-    pub instances: Memo<Same<VrrpdStatus>, bool>,
-    pub virtual_servers: Memo<Same<HealthdStatus>, bool>,
-    pub metrics: Memo<MetricsKey, ()>,
-    /// The same, gzip-compressed (Prometheus asks for gzip).
-    pub metrics_gzip: Memo<MetricsKey, ()>,
-}
-
-pub type MetricsKey = (Option<Same<VrrpdStatus>>, Option<Same<HealthdStatus>>);
-
-/// A rendered fragment as the `&str` a template includes.
-fn html(b: &Bytes) -> &str {
-    std::str::from_utf8(b).unwrap_or_default()
-}
-
-// ---------------------------------------------------------------- time
-
-/// "2026-11-23 14:03:07 UTC".
-pub fn utc(at: UnixMillis) -> String {
-    let secs = at / 1000;
-    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// "3s ago", "5m ago", "2h 10m ago", "4d ago".
-pub fn ago(now: UnixMillis, at: UnixMillis) -> String {
-    if at == 0 {
-        return "never".into();
-    }
-    let s = now.saturating_sub(at) / 1000;
-    match s {
-        0..60 => format!("{s}s ago"),
-        60..3600 => format!("{}m {}s ago", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m ago", s / 3600, s / 60 % 60),
-        _ => format!("{}d {}h ago", s / 86400, s / 3600 % 24),
-    }
-}
-
-/// 1234567 -> "1.2 MB".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
 
 // ---------------------------------------------------------------- chrome
 
@@ -1638,18 +1481,6 @@ fn action_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_read_as_people_write_them() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_795_000_000_000), "2026-11-18 11:06:40 UTC");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(ago(10_000, 7_000), "3s ago");
-        assert_eq!(ago(4_000_000, 0), "never");
-        assert_eq!(ago(3_725_001, 1), "1h 2m ago");
-        assert_eq!(bytes(999), "999 B");
-        assert_eq!(bytes(1_234_567), "1.2 MB");
-    }
 
     #[test]
     fn a_login_only_sends_people_to_this_site() {

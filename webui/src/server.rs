@@ -21,6 +21,7 @@ use crate::auth::{self, BasicCache};
 use crate::configedit::ConfigFile;
 use crate::daemons::{self, Daemon, Daemons, LiveNote};
 use crate::ratelimit::{Limits, RateLimiter};
+use crate::render::Renders;
 use crate::session::{SessionStore, User};
 use crate::{Clock, api, csrf, pages};
 
@@ -69,7 +70,7 @@ pub struct App {
     pub clock: Clock,
     pub tls: bool,
     /// Pages and metrics rendered from the current status documents.
-    pub renders: pages::Renders,
+    pub renders: Renders,
 }
 
 pub type AppState = Arc<App>;
