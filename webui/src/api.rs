@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tandem_model::api::ApiError;
 
+use crate::apply::{Applied, apply_text};
 use crate::auth::role_name;
 use crate::configedit::{self, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
-use crate::pages::{Applied, EventFilter, apply_text, filtered_events, peers};
+use crate::eventlog::{EventFilter, filtered_events};
+use crate::peers::peers;
 use crate::render::Same;
 use crate::server::{Admin, AppState, Via, Viewer};
 

@@ -9,17 +9,22 @@
 //!   [`daemons`] talks to vrrpd and healthd; [`pages`] and [`api`] are thin
 //!   handlers over both; [`server`] puts the router, the live event hub and
 //!   the listener (plain or TLS) together.
+//! - [`apply`], [`eventlog`] and [`peers`] are what the pages and the API
+//!   both do: apply a configuration text, list the events, list the peers.
 //! - [`render`] keeps what was rendered from a status document until the
 //!   document changes; [`format`] writes times and sizes for people.
 
 pub mod api;
+pub mod apply;
 pub mod auth;
 pub mod configedit;
 pub mod csrf;
 pub mod daemons;
+pub mod eventlog;
 pub mod format;
 pub mod metrics;
 pub mod pages;
+pub mod peers;
 pub mod ratelimit;
 pub mod render;
 pub mod server;

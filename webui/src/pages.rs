@@ -1,7 +1,6 @@
 //! The HTML pages: thin handlers that ask the daemons (or the file), turn
 //! the answers into view values, and render a template.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,19 +14,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use tandem_model::api::{
-    Event, EventKind, HealthState, HealthdStatus, InstanceStatus, UnixMillis, VrrpState,
-    VrrpdStatus,
-};
+use tandem_model::api::{HealthState, HealthdStatus, InstanceStatus, UnixMillis, VrrpState};
 use tandem_model::config::Diagnostic;
 
+use crate::apply::{Applied, apply_text};
 use crate::auth::role_name;
 use crate::configedit::{self, Change, DiffLine, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
+use crate::eventlog::{EVENT_KINDS, EventFilter, describe, filtered_events, kind_name};
 use crate::format::{ago, bytes, utc};
+use crate::peers::{PeerView, peers};
 use crate::render::{Same, html};
 use crate::server::{Admin, AppState, Caller, Via, Viewer, too_many};
-use crate::session::User;
 
 // ---------------------------------------------------------------- chrome
 
@@ -356,13 +354,6 @@ pub struct InstanceView {
     pub tracking: Vec<String>,
 }
 
-pub struct PeerView {
-    pub address: String,
-    pub instances: String,
-    pub priority: String,
-    pub last_seen: String,
-}
-
 fn state_class(s: VrrpState) -> &'static str {
     match s {
         VrrpState::Master => "master",
@@ -425,33 +416,6 @@ fn instance_view(i: &InstanceStatus, now: UnixMillis) -> InstanceView {
             })
             .collect(),
     }
-}
-
-/// The other directors this node hears: the masters it sees that are not
-/// itself, with the instances they are master of.
-pub fn peers(s: &VrrpdStatus, now: UnixMillis) -> Vec<PeerView> {
-    let mut by_addr: BTreeMap<String, (Vec<String>, Vec<u8>, UnixMillis)> = BTreeMap::new();
-    for i in &s.instances {
-        if let Some(m) = i.master.as_ref().filter(|m| !m.is_self) {
-            let e = by_addr.entry(m.address.to_string()).or_default();
-            e.0.push(i.name.clone());
-            e.1.push(m.priority);
-            e.2 = e.2.max(m.last_seen);
-        }
-    }
-    by_addr
-        .into_iter()
-        .map(|(address, (names, prios, seen))| PeerView {
-            address,
-            instances: names.join(", "),
-            priority: prios
-                .iter()
-                .map(u8::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            last_seen: ago(now, seen),
-        })
-        .collect()
 }
 
 #[derive(Template)]
@@ -686,129 +650,6 @@ pub async fn virtual_servers(State(app): State<AppState>, Viewer(caller, _): Vie
 }
 
 // ---------------------------------------------------------------- events
-
-/// The filter of the events page and API.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct EventFilter {
-    /// "vrrpd", "healthd", or empty for both.
-    #[serde(default)]
-    pub daemon: String,
-    /// An event type (`vrrp_transition`, ...), or empty for all.
-    #[serde(default)]
-    pub kind: String,
-    /// Text anywhere in the event.
-    #[serde(default)]
-    pub q: String,
-}
-
-pub const EVENT_KINDS: [&str; 10] = [
-    "vrrp_transition",
-    "priority_changed",
-    "sync_group_transition",
-    "real_server_health",
-    "quorum",
-    "action",
-    "reloaded",
-    "reload_refused",
-    "daemon_started",
-    "daemon_stopping",
-];
-
-pub fn kind_name(k: &EventKind) -> &'static str {
-    match k {
-        EventKind::DaemonStarted { .. } => "daemon_started",
-        EventKind::DaemonStopping => "daemon_stopping",
-        EventKind::Reloaded { .. } => "reloaded",
-        EventKind::ReloadRefused { .. } => "reload_refused",
-        EventKind::VrrpTransition { .. } => "vrrp_transition",
-        EventKind::SyncGroupTransition { .. } => "sync_group_transition",
-        EventKind::PriorityChanged { .. } => "priority_changed",
-        EventKind::RealServerHealth { .. } => "real_server_health",
-        EventKind::Quorum { .. } => "quorum",
-        EventKind::Action { .. } => "action",
-    }
-}
-
-/// One line saying what happened.
-pub fn describe(k: &EventKind) -> String {
-    match k {
-        EventKind::DaemonStarted { version } => format!("started (version {version})"),
-        EventKind::DaemonStopping => "stopping".into(),
-        EventKind::Reloaded { changes } if changes.is_empty() => {
-            "configuration reloaded: nothing changed".into()
-        }
-        EventKind::Reloaded { changes } => {
-            format!("configuration reloaded: {}", changes.join("; "))
-        }
-        EventKind::ReloadRefused { error } => format!("reload refused: {error}"),
-        EventKind::VrrpTransition {
-            instance,
-            from,
-            to,
-            priority,
-            reason,
-        } => format!("{instance}: {from} → {to} (priority {priority}): {reason}"),
-        EventKind::SyncGroupTransition { group, to } => format!("sync group {group} → {to}"),
-        EventKind::PriorityChanged {
-            instance,
-            from,
-            to,
-            reason,
-        } => format!("{instance}: priority {from} → {to}: {reason}"),
-        EventKind::RealServerHealth {
-            virtual_server,
-            real_server,
-            up,
-            reason,
-        } => format!(
-            "{virtual_server}/{real_server} {}: {reason}",
-            if *up { "UP" } else { "DOWN" }
-        ),
-        EventKind::Quorum {
-            virtual_server,
-            met,
-            up,
-            quorum,
-        } => format!(
-            "{virtual_server}: quorum {} ({up} up, quorum {quorum})",
-            if *met { "met" } else { "LOST" }
-        ),
-        EventKind::Action {
-            action,
-            target,
-            user,
-        } => match user {
-            Some(u) => format!("{action} {target} by {u}"),
-            None => format!("{action} {target}"),
-        },
-    }
-}
-
-/// Both daemons' recent events, newest first, filtered; and the daemons
-/// that could not be asked.
-pub async fn filtered_events(app: &AppState, f: &EventFilter) -> (Vec<Event>, Vec<String>) {
-    let mut all = Vec::new();
-    let mut down = Vec::new();
-    for d in Daemon::ALL {
-        if !f.daemon.is_empty() && f.daemon != d.name() {
-            continue;
-        }
-        match app.daemons.recent_events(d).await {
-            Reach::Up(mut e) => all.append(&mut e),
-            Reach::Down(why) => down.push(format!("{d}: {why}")),
-        }
-    }
-    let q = f.q.to_lowercase();
-    all.retain(|e| {
-        (f.kind.is_empty() || kind_name(&e.kind) == f.kind)
-            && (q.is_empty()
-                || describe(&e.kind).to_lowercase().contains(&q)
-                || e.node.to_lowercase().contains(&q)
-                || e.daemon.contains(&q))
-    });
-    all.sort_by(|a, b| b.at.cmp(&a.at).then(b.seq.cmp(&a.seq)));
-    (all, down)
-}
 
 pub struct EventRow {
     pub time: String,
@@ -1132,60 +973,6 @@ struct AppliedPage {
     headline: String,
     notes: Vec<String>,
     outcomes: Vec<OutcomeView>,
-}
-
-/// What applying a text did.
-pub enum Applied {
-    /// Written, and every running daemon took it.
-    Done {
-        version: String,
-        backup: String,
-        reloads: Vec<(Daemon, ReloadOutcome)>,
-    },
-    /// Written, but a daemon refused: the previous file is back, and the
-    /// daemons that had taken the new one were reloaded with it again.
-    RolledBack {
-        reloads: Vec<(Daemon, ReloadOutcome)>,
-        restored: Vec<(Daemon, ReloadOutcome)>,
-    },
-    Refused(WriteError),
-}
-
-/// Writes `text` if the file is still at `base`, reloads the daemons, and
-/// undoes the write if one refuses it. One at a time.
-pub async fn apply_text(app: &AppState, user: &User, text: &str, base: &str) -> Applied {
-    let _one = app.writes.lock().await;
-    let written = match app.config.write(text, base) {
-        Ok(w) => w,
-        Err(e) => return Applied::Refused(e),
-    };
-    tracing::info!(user = %user.name, version = %&written.version[..12], "configuration written");
-    let mut reloads = Vec::new();
-    for d in Daemon::ALL {
-        reloads.push((d, app.daemons.reload(d).await));
-    }
-    if reloads.iter().all(|(_, o)| o.accepted()) {
-        app.config.trim();
-        if let Ok(c) = configedit::validate(text, &app.config.path().display().to_string()) {
-            app.apply_settings(&c);
-        }
-        return Applied::Done {
-            version: written.version,
-            backup: app.config.backup_path(1).display().to_string(),
-            reloads,
-        };
-    }
-    tracing::warn!(user = %user.name, "a daemon refused the new configuration: putting the previous one back");
-    if let Err(e) = app.config.undo_write() {
-        return Applied::Refused(e);
-    }
-    let mut restored = Vec::new();
-    for (d, o) in &reloads {
-        if matches!(o, ReloadOutcome::Reloaded { .. }) {
-            restored.push((*d, app.daemons.reload(*d).await));
-        }
-    }
-    Applied::RolledBack { reloads, restored }
 }
 
 fn applied_response(
