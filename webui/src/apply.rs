@@ -4,8 +4,8 @@
 
 use crate::configedit::{self, WriteError};
 use crate::daemons::{Daemon, ReloadOutcome};
-use crate::server::AppState;
 use crate::session::User;
+use crate::state::AppState;
 
 /// What applying a text did.
 pub enum Applied {

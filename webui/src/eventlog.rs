@@ -5,7 +5,7 @@ use serde::Deserialize;
 use tandem_model::api::{Event, EventKind};
 
 use crate::daemons::{Daemon, Reach};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The filter of the events page and API.
 #[derive(Clone, Debug, Default, Deserialize)]

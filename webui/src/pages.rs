@@ -19,80 +19,16 @@ use tandem_model::config::Diagnostic;
 
 use crate::apply::{Applied, apply_text};
 use crate::auth::role_name;
+use crate::caller::{Caller, Via};
+use crate::chrome::{Chrome, MessagePage, message_page};
 use crate::configedit::{self, Change, DiffLine, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
 use crate::eventlog::{EVENT_KINDS, EventFilter, describe, filtered_events, kind_name};
+use crate::extract::{Admin, Viewer, too_many};
 use crate::format::{ago, bytes, utc};
 use crate::peers::{PeerView, peers};
 use crate::render::{Same, html};
-use crate::server::{Admin, AppState, Caller, Via, Viewer, too_many};
-
-// ---------------------------------------------------------------- chrome
-
-/// What every page's frame shows: who is logged in, the node, navigation.
-pub struct Chrome {
-    pub node: String,
-    pub user: Option<String>,
-    pub role: &'static str,
-    pub admin: bool,
-    pub open_mode: bool,
-    pub logged_in: bool,
-    pub csrf: String,
-    pub nav: &'static str,
-}
-
-impl Chrome {
-    pub fn new(app: &AppState, caller: &Caller, nav: &'static str) -> Chrome {
-        Chrome {
-            node: app.node(),
-            user: caller.user.as_ref().map(|u| u.name.clone()),
-            role: caller.user.as_ref().map_or("", |u| role_name(u.role)),
-            admin: caller.is_admin(),
-            open_mode: caller.via == Via::Open,
-            logged_in: caller.via == Via::Session && caller.user.is_some(),
-            csrf: caller.csrf.clone(),
-            nav,
-        }
-    }
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "message.html")]
-struct MessagePage {
-    chrome: Chrome,
-    title: String,
-    message: String,
-    ok: bool,
-    back: Option<(String, String)>,
-}
-
-/// A page with a title and a message (refusals, results of actions).
-pub fn message_page(
-    app: &AppState,
-    caller: &Caller,
-    status: StatusCode,
-    title: &str,
-    message: &str,
-) -> Response {
-    let page = MessagePage {
-        chrome: Chrome::new(app, caller, ""),
-        title: title.into(),
-        message: message.into(),
-        ok: status.is_success(),
-        back: None,
-    };
-    (status, page).into_response()
-}
-
-pub async fn not_found(State(app): State<AppState>, caller: Caller) -> Response {
-    message_page(
-        &app,
-        &caller,
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such page.",
-    )
-}
+use crate::state::AppState;
 
 // ---------------------------------------------------------------- static
 
