@@ -18,7 +18,8 @@ use tandem_model::api::{VrrpState, now_millis};
 use tandem_tests::fake::{self, FakeDaemons, ReloadReply};
 use tower::ServiceExt;
 use webui::ratelimit::Limits;
-use webui::server::{App, Options, router};
+use webui::server::router;
+use webui::state::{App, Options};
 
 fn hashes() -> &'static (String, String) {
     static H: OnceLock<(String, String)> = OnceLock::new();

@@ -11,23 +11,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tandem_model::api::ApiError;
 
+use crate::apply::{Applied, apply_text};
 use crate::auth::role_name;
+use crate::caller::Via;
 use crate::configedit::{self, WriteError};
 use crate::daemons::{Daemon, Reach, ReloadOutcome};
-use crate::pages::{Applied, EventFilter, Same, apply_text, filtered_events, peers};
-use crate::server::{Admin, AppState, Via, Viewer};
-
-/// The JSON error body every API refusal has (the daemons' shape).
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error: message.into(),
-            diagnostics: Vec::new(),
-        }),
-    )
-        .into_response()
-}
+use crate::eventlog::{EventFilter, filtered_events};
+use crate::extract::{Admin, Viewer, error};
+use crate::peers::peers;
+use crate::render::Same;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -5,21 +5,37 @@
 //! - [`session`], [`csrf`], [`ratelimit`], [`metrics`] and the text side
 //!   of [`configedit`] are sans-IO: plain values and a clock in, decisions
 //!   out.
-//! - [`auth`] checks credentials (argon2) and decides who is asking;
-//!   [`daemons`] talks to vrrpd and healthd; [`pages`] and [`api`] are thin
-//!   handlers over both; [`server`] puts the router, the live event hub and
-//!   the listener (plain or TLS) together.
+//! - [`auth`] checks credentials (argon2); [`daemons`] talks to vrrpd and
+//!   healthd; [`tls`] is the HTTPS listener.
+//! - [`state`] is what every handler shares, [`caller`] who is asking, and
+//!   [`extract`] the viewer and admin gates with their refusals.
+//! - [`pages`] and [`api`] are thin handlers over those; what both do
+//!   lives beside them: [`apply`] (a configuration text), [`eventlog`]
+//!   (the events), [`peers`]. [`chrome`] is the pages' frame, [`render`]
+//!   keeps what was rendered from a status document until it changes, and
+//!   [`format`] writes times and sizes for people.
+//! - [`server`] puts the router and the middleware together; it is the
+//!   only module that knows both the pages and the API.
 
 pub mod api;
+pub mod apply;
 pub mod auth;
+pub mod caller;
+pub mod chrome;
 pub mod configedit;
 pub mod csrf;
 pub mod daemons;
+pub mod eventlog;
+pub mod extract;
+pub mod format;
 pub mod metrics;
 pub mod pages;
+pub mod peers;
 pub mod ratelimit;
+pub mod render;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod tls;
 
 /// A source of wall-clock time in milliseconds since the Unix epoch; tests

@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use tandem_model::config;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
-use webui::server::{App, Options};
+use webui::state::{App, Options};
 
 /// tandem's web UI: the cluster's state, the virtual servers, events,
 /// drains and handovers, and safe edits of the configuration file, over

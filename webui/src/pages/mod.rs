@@ -1,0 +1,21 @@
+//! The HTML pages: thin handlers that ask the daemons (or the file), turn
+//! the answers into view values, and render a template. One module a page;
+//! the frame they share is [`crate::chrome`].
+
+mod actions;
+mod assets;
+mod config;
+mod events;
+mod live;
+mod login;
+mod overview;
+mod virtual_servers;
+
+pub use actions::{confirm_drain, confirm_maintenance, drain, maintenance};
+pub use assets::static_file;
+pub use config::{backup, config, config_apply, config_preview, config_rollback};
+pub use events::events;
+pub use live::live;
+pub use login::{login, login_form, logout};
+pub use overview::overview;
+pub use virtual_servers::virtual_servers;

@@ -1,0 +1,145 @@
+//! The application state every handler shares: the settings taken from the
+//! configuration, sessions, rate limits, the daemons, the file, the live
+//! event hub and the render cache.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::http::HeaderValue;
+use tandem_model::config::{Config, WebUser};
+use tokio::sync::broadcast;
+
+use crate::Clock;
+use crate::auth::BasicCache;
+use crate::configedit::ConfigFile;
+use crate::daemons::{self, Daemon, Daemons, LiveNote};
+use crate::ratelimit::{Limits, RateLimiter};
+use crate::render::Renders;
+use crate::session::{SessionStore, User};
+
+pub struct Options {
+    pub config_path: PathBuf,
+    pub socket_dir: PathBuf,
+    /// Previous versions of the configuration kept (`tandem.toml.1` ...).
+    pub backups: usize,
+    /// Served over TLS: cookies get `Secure` (and the `__Host-` prefix).
+    pub tls: bool,
+    pub clock: Clock,
+    pub limits: Limits,
+}
+
+/// What the web UI takes from the configuration; replaced when a new
+/// configuration is applied (or on SIGHUP).
+pub struct Settings {
+    pub users: Vec<WebUser>,
+    pub session_timeout_ms: u64,
+    pub node: String,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            users: c.webui.users.clone(),
+            session_timeout_ms: c.webui.session_timeout.as_millis() as u64,
+            node: c.node_name(),
+        }
+    }
+}
+
+pub struct App {
+    pub settings: RwLock<Settings>,
+    pub sessions: Mutex<SessionStore>,
+    pub limiter: Mutex<RateLimiter>,
+    pub basic: Mutex<BasicCache>,
+    pub daemons: Arc<Daemons>,
+    pub config: ConfigFile,
+    /// One configuration write (and its reloads) at a time.
+    pub writes: tokio::sync::Mutex<()>,
+    pub live: broadcast::Sender<LiveNote>,
+    pub clock: Clock,
+    pub tls: bool,
+    /// Pages and metrics rendered from the current status documents.
+    pub renders: Renders,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    pub fn new(opts: Options, config: &Config) -> AppState {
+        let (live, _) = broadcast::channel(256);
+        Arc::new(App {
+            settings: RwLock::new(Settings::from_config(config)),
+            sessions: Mutex::new(SessionStore::new()),
+            limiter: Mutex::new(RateLimiter::new(opts.limits)),
+            basic: Mutex::new(BasicCache::default()),
+            daemons: Arc::new(Daemons::new(&opts.socket_dir, opts.clock.clone())),
+            config: ConfigFile::new(opts.config_path, opts.backups),
+            writes: tokio::sync::Mutex::new(()),
+            live,
+            clock: opts.clock,
+            tls: opts.tls,
+            renders: Default::default(),
+        })
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// No `[[webui.user]]`: everyone who reaches the (loopback-only)
+    /// listener sees everything and changes nothing.
+    pub fn open_mode(&self) -> bool {
+        self.settings.read().unwrap().users.is_empty()
+    }
+
+    pub fn node(&self) -> String {
+        self.settings.read().unwrap().node.clone()
+    }
+
+    pub fn cookie_name(&self) -> &'static str {
+        // `__Host-`: the browser takes it only over HTTPS, for this host,
+        // for every path: no subdomain can plant or shadow it.
+        if self.tls {
+            "__Host-tandem_session"
+        } else {
+            "tandem_session"
+        }
+    }
+
+    pub fn session_cookie(&self, id: &str, max_age_secs: u64) -> HeaderValue {
+        let secure = if self.tls { "; Secure" } else { "" };
+        let v = format!(
+            "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}",
+            self.cookie_name()
+        );
+        HeaderValue::from_str(&v).expect("a token is a valid header value")
+    }
+
+    pub fn clear_cookie(&self) -> HeaderValue {
+        self.session_cookie("", 0)
+    }
+
+    /// Takes the `[webui]` part of a configuration now in force: users
+    /// removed or demoted lose their sessions.
+    pub fn apply_settings(&self, config: &Config) {
+        let s = Settings::from_config(config);
+        let keep: Vec<User> = s
+            .users
+            .iter()
+            .map(|u| User {
+                name: u.name.clone(),
+                role: u.role,
+            })
+            .collect();
+        self.sessions.lock().unwrap().retain_users(&keep);
+        self.basic.lock().unwrap().clear();
+        *self.settings.write().unwrap() = s;
+    }
+
+    /// Starts following both daemons' events.
+    pub fn spawn_followers(self: &Arc<Self>) {
+        for d in Daemon::ALL {
+            tokio::spawn(daemons::follow(self.daemons.clone(), d, self.live.clone()));
+        }
+    }
+}
