@@ -20,7 +20,7 @@ use crate::netlink::{Netlink, NetlinkError, virtual_mac};
 use crate::vip::{self, Addresses, Have, Op, Vip};
 
 /// How soon address operations that failed are tried again.
-const RETRY: Duration = Duration::from_secs(1);
+pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
 /// Whose VIPs stay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -73,6 +73,8 @@ pub struct Daemon {
     pub(crate) placed: BTreeSet<Vip>,
     /// When address operations that failed are tried again.
     pub(crate) vip_retry: Option<Instant>,
+    /// When virtual-MAC steps that failed are tried again.
+    pub(crate) vmac_retry: Option<Instant>,
     /// Interfaces a wanted VIP waits for: their appearance syncs again.
     pub(crate) vip_waiting: BTreeSet<String>,
 }
@@ -132,6 +134,7 @@ impl Daemon {
             sysctls: BTreeMap::new(),
             placed: BTreeSet::new(),
             vip_retry: None,
+            vmac_retry: None,
             vip_waiting: BTreeSet::new(),
             config,
         })
@@ -203,7 +206,7 @@ impl Daemon {
                 .node
                 .next_deadline()
                 .unwrap_or_else(|| Instant::now() + IDLE);
-            if let Some(retry) = self.vip_retry {
+            for retry in [self.vip_retry, self.vmac_retry].into_iter().flatten() {
                 deadline = deadline.min(retry);
             }
             if let Some(started) = self.shutting_down {
@@ -246,6 +249,10 @@ impl Daemon {
             let now = Instant::now();
             let outs = self.node.on_timer(now);
             self.execute(outs, now).await;
+            if self.vmac_retry.is_some_and(|t| t <= now) {
+                self.vmac_retry = None;
+                self.sync_vmacs().await;
+            }
             if self.vip_retry.is_some_and(|t| t <= now) {
                 self.vip_retry = None;
                 self.sync_vips(Keep::Masters).await;
@@ -271,11 +278,9 @@ impl Daemon {
         for (_, p) in self.ports.drain() {
             p.close();
         }
-        for (name, index) in std::mem::take(&mut self.vmacs) {
-            if let Err(e) = self.nl.delete_link(index).await {
-                warn!(interface = %name, "{e}");
-            }
-        }
+        // Nobody wants a virtual MAC any more: the reconciler deletes the
+        // macvlans this daemon made.
+        self.sync_vmacs_to(Vec::new()).await;
         for (file, value) in std::mem::take(&mut self.sysctls) {
             if let Err(e) = std::fs::write(&file, &value) {
                 warn!("cannot restore {file} to {value}: {e}");

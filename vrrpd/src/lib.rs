@@ -3,14 +3,16 @@
 //! The protocol is sans IO: [`packet`] (the wire format), [`fsm`] (one
 //! virtual router's state machine, RFC 5798 6.4), [`track`] (tracked
 //! objects and priority), [`node`] (every instance of this node with its
-//! sync groups), [`vip`] (the virtual IPs' reconciler), [`reload`] (what a
+//! sync groups), [`vip`] (the virtual IPs' reconciler), [`vmac`] (the
+//! virtual-MAC macvlans' and their sysctls' reconciler), [`reload`] (what a
 //! new configuration changes) and [`binding`] (an instance's configuration
 //! resolved for this host).
 //!
 //! The adapters around them: [`socket`] (raw sockets), [`timer`] (the
 //! loop's timerfd), [`netlink`] (links and addresses), [`healthd`] (quorum
 //! from healthd), and the event loop [`daemon`] with its rooms:
-//! [`input`] (what it is told), [`links`], [`rx`] (receive checks),
+//! [`input`] (what it is told), [`links`] (links, sockets, and the
+//! macvlans through [`vmac`]), [`rx`] (receive checks),
 //! [`addresses`] (the VIPs through [`vip`], and `release`),
 //! [`announce`], [`trackers`], [`status`]; [`control`] (the control API)
 //! and [`report`] (status for a terminal).
@@ -36,3 +38,4 @@ pub mod timer;
 pub mod track;
 pub mod trackers;
 pub mod vip;
+pub mod vmac;

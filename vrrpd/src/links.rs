@@ -3,6 +3,7 @@
 //! interface and address trackers), the VRRP sockets on them, and the
 //! virtual-MAC macvlans with the sysctls they need.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,13 +11,15 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::addresses::RETRY;
 use crate::binding::source_address;
 use crate::daemon::Daemon;
 use crate::input::{Input, PortKey};
-use crate::netlink::{IfAddr, Link};
+use crate::netlink::{IfAddr, Netlink, NetlinkError, virtual_mac};
 use crate::node::{InstanceId, Out};
 use crate::socket::VrrpSocket;
 use crate::track::{TrackKind, TrackValue};
+use crate::vmac;
 
 /// A VRRP socket of one interface and family, with its reader.
 pub(crate) struct Port {
@@ -31,15 +34,6 @@ impl Port {
         if let Some(t) = self.task {
             t.abort();
         }
-    }
-}
-
-/// Sets a sysctl that needs no restoring (it belongs to an interface
-/// vrrpd made and removes).
-fn write_sysctl(path: &str, value: &str) {
-    let file = format!("/proc/sys/{path}");
-    if let Err(e) = std::fs::write(&file, value) {
-        warn!("cannot set {file} to {value}: {e}");
     }
 }
 
@@ -127,8 +121,12 @@ impl Daemon {
             outs.extend(self.node.set_track(now, TrackKind::Address, &tracker, v));
         }
         // After the source addresses: an IPv6 macvlan carries ours.
-        if let Some(l) = &link {
-            self.ensure_vmacs(l).await;
+        let carries_vmacs = self
+            .bindings
+            .values()
+            .any(|b| b.cfg.interface == name && b.send_if != b.cfg.interface);
+        if link.is_some() && carries_vmacs {
+            self.sync_vmacs().await;
         }
         let up = link.as_ref().is_some_and(|l| l.up);
         outs.extend(self.node.set_track(
@@ -144,132 +142,77 @@ impl Daemon {
         outs
     }
 
-    /// Creates the virtual-MAC macvlans of the instances on `base`,
-    /// configured before they come up, and opens their sockets.
-    pub(crate) async fn ensure_vmacs(&mut self, base: &Link) {
-        let wanted: Vec<(String, u8, bool, Option<IpAddr>)> = self
-            .bindings
-            .values()
-            .filter(|r| r.cfg.interface == base.name && r.send_if != r.cfg.interface)
-            .map(|r| (r.send_if.clone(), r.cfg.vrid(), r.v6, r.src))
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        if wanted.iter().any(|w| !w.2) {
-            // The base interface must not answer ARP for the VIPs with its
-            // own MAC (Linux answers for any local address by default), nor
-            // ask with a VIP as the sender (replies from a VIP may leave
-            // through it, and every neighbour would learn its MAC for the
-            // VIP). IPv6 needs nothing here: a neighbour solicitation is
-            // answered only for the receiving interface's own addresses.
-            for (key, value) in [
-                ("arp_ignore", "1"),
-                ("arp_filter", "1"),
-                ("arp_announce", "2"),
-            ] {
-                self.set_sysctl(&format!("net/ipv4/conf/{}/{key}", base.name), value);
-            }
-        }
-        for (name, vrid, v6, src) in wanted {
-            let link = match self
-                .nl
-                .ensure_vmac(&name, base.index, crate::netlink::virtual_mac(vrid, v6))
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    error!(interface = %name, "{e}");
-                    continue;
-                }
-            };
-            // Everything below is set while the macvlan is still down, so
-            // that it never sends a frame from the shared virtual MAC that
-            // would pull the switch's forwarding entry to a backup. The
-            // settings go with the macvlan: nothing to put back.
-            if v6 {
-                // RFC 5798 7.4: no link-local address of its own (the
-                // EUI-64 of the virtual MAC would be the same on every
-                // router); no router solicitations, no addresses from
-                // router advertisements.
-                for (key, value) in [("addr_gen_mode", "1"), ("accept_ra", "0")] {
-                    write_sysctl(&format!("net/ipv6/conf/{name}/{key}"), value);
-                }
-            } else {
-                // IPv6 on an IPv4 macvlan would send DAD and router
-                // solicitations from the virtual MAC, also on the backup.
-                write_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1");
-                for (key, value) in [
-                    ("arp_ignore", "1"),
-                    ("accept_local", "1"),
-                    ("rp_filter", "0"),
-                ] {
-                    write_sysctl(&format!("net/ipv4/conf/{name}/{key}"), value);
-                }
-            }
-            if let (true, Some(src)) = (v6, src) {
-                // The adverts' source, the interface's link-local address,
-                // must be on the macvlan they leave from. As keepalived:
-                // no DAD (the address is the interface's own, already
-                // checked) and deprecated, so nothing else picks it as a
-                // source.
-                if let Err(e) = self.nl.add_source_address(link.index, src).await {
-                    error!(interface = %name, "{e}");
-                }
-                self.drop_stale_sources(&name, link.index, src).await;
-            }
-            if !link.up {
-                if let Err(e) = self.nl.set_up(link.index).await {
-                    error!(interface = %name, "{e}");
-                }
-            }
-            let key = (name.clone(), v6);
-            if self.ports.get(&key).map(|p| p.ifindex) != Some(link.index) {
-                self.open_port(key, link.index);
-            }
-            self.vmacs.insert(name.clone(), link.index);
-            self.links.insert(name, link);
-        }
+    /// Gives every virtual-MAC instance its macvlan, configured before it
+    /// comes up (see [`crate::vmac`]), and opens their sockets. A step the
+    /// kernel refuses is counted and the whole is tried again a second
+    /// later.
+    pub(crate) async fn sync_vmacs(&mut self) {
+        let want = self.wanted_vmacs();
+        self.sync_vmacs_to(want).await;
     }
 
-    /// Removes from an IPv6 macvlan the advert sources it no longer uses
-    /// (the interface's link-local address changed); VIPs stay.
-    pub(crate) async fn drop_stale_sources(&mut self, name: &str, index: u32, src: IpAddr) {
+    fn wanted_vmacs(&self) -> Vec<vmac::Want> {
+        self.bindings
+            .values()
+            .filter(|b| b.send_if != b.cfg.interface)
+            .map(|b| vmac::Want {
+                name: b.send_if.clone(),
+                base: b.cfg.interface.clone(),
+                mac: virtual_mac(b.cfg.vrid(), b.v6),
+                v6: b.v6,
+                source: if b.v6 { b.src } else { None },
+            })
+            .collect()
+    }
+
+    /// Makes the macvlans `want`; the others this daemon made go.
+    pub(crate) async fn sync_vmacs_to(&mut self, want: Vec<vmac::Want>) {
+        let owned: BTreeSet<String> = self.vmacs.keys().cloned().collect();
+        if want.is_empty() && owned.is_empty() {
+            return;
+        }
         let vips: Vec<IpAddr> = self
             .bindings
             .values()
-            .flat_map(|r| r.vips.iter().map(|v| v.addr))
+            .flat_map(|b| b.vips.iter().map(|v| v.addr))
             .collect();
-        let Ok(addrs) = self.nl.addresses(index).await else {
-            return;
+        let mut links = KernelLinks {
+            nl: &self.nl,
+            index: HashMap::new(),
+            restore: &mut self.sysctls,
         };
-        for a in addrs {
-            if a.addr.is_ipv6() && a.addr != src && !vips.contains(&a.addr) {
-                debug!(interface = name, "removing old source {}", a.addr);
-                if let Err(e) = self.nl.del_address(index, a.addr, a.prefix_len).await {
-                    warn!(interface = name, "{e}");
-                }
+        let outcome = vmac::sync(&mut links, &want, &owned, &vips).await;
+        for op in &outcome.applied {
+            debug!(interface = op.link(), "{op}");
+            if let vmac::Op::Delete { name } = op {
+                self.vmacs.remove(name);
+                self.links.remove(name);
             }
         }
-    }
-
-    /// Sets a sysctl, remembering the value it had so it is put back when
-    /// vrrpd stops.
-    pub(crate) fn set_sysctl(&mut self, path: &str, value: &str) {
-        let file = format!("/proc/sys/{path}");
-        let Ok(old) = std::fs::read_to_string(&file) else {
-            warn!("cannot read {file}");
-            return;
-        };
-        let old = old.trim().to_string();
-        if old == value {
-            return;
-        }
-        match std::fs::write(&file, value) {
-            Ok(()) => {
-                self.sysctls.entry(file).or_insert(old);
+        for (op, e) in &outcome.failed {
+            for b in self
+                .bindings
+                .values_mut()
+                .filter(|b| b.send_if == op.link())
+            {
+                b.counters.address_failures += 1;
             }
-            Err(e) => warn!("cannot set {file} to {value}: {e}"),
+            error!(interface = op.link(), "{e}; trying again in {RETRY:?}");
+        }
+        if let Some(e) = &outcome.unreadable {
+            error!("cannot read the virtual-MAC links: {e}; trying again in {RETRY:?}");
+        }
+        self.vmac_retry = outcome.incomplete().then(|| Instant::now() + RETRY);
+        for w in want {
+            let Ok(Some(link)) = self.nl.link(&w.name).await else {
+                continue;
+            };
+            let key = (w.name.clone(), w.v6);
+            if self.ports.get(&key).map(|p| p.ifindex) != Some(link.index) {
+                self.open_port(key, link.index);
+            }
+            self.vmacs.insert(w.name.clone(), link.index);
+            self.links.insert(w.name, link);
         }
     }
 
@@ -341,6 +284,122 @@ impl Daemon {
                 );
             }
             Err(e) => error!(interface = %key.0, "cannot open a VRRP socket: {e}"),
+        }
+    }
+}
+
+/// The kernel's links over rtnetlink and their sysctls under /proc/sys,
+/// for the virtual-MAC reconciler.
+struct KernelLinks<'a> {
+    nl: &'a Netlink,
+    index: HashMap<String, u32>,
+    /// A base interface's settings as they were, to put back at the end.
+    restore: &'a mut BTreeMap<String, String>,
+}
+
+impl KernelLinks<'_> {
+    async fn index(&mut self, name: &str) -> Result<u32, NetlinkError> {
+        if let Some(i) = self.index.get(name) {
+            return Ok(*i);
+        }
+        let l = self
+            .nl
+            .link(name)
+            .await?
+            .ok_or_else(|| NetlinkError::Request {
+                what: format!("link {name}"),
+                cause: std::io::Error::from_raw_os_error(libc::ENODEV),
+            })?;
+        self.index.insert(name.to_string(), l.index);
+        Ok(l.index)
+    }
+}
+
+impl vmac::Links for KernelLinks<'_> {
+    type Error = NetlinkError;
+
+    async fn dump(
+        &mut self,
+        names: &BTreeSet<String>,
+        sysctls: &BTreeSet<String>,
+    ) -> Result<vmac::Have, NetlinkError> {
+        let mut have = vmac::Have::default();
+        for name in names {
+            let Some(l) = self.nl.link(name).await? else {
+                continue;
+            };
+            self.index.insert(name.clone(), l.index);
+            let addrs = if l.lower.is_some() {
+                self.nl.addresses(l.index).await?
+            } else {
+                Vec::new()
+            };
+            have.links.insert(
+                name.clone(),
+                vmac::LinkState {
+                    index: l.index,
+                    mac: l.mac,
+                    lower: l.lower,
+                    // Administratively up is what the plan asks for; the
+                    // carrier follows the base.
+                    up: l.admin_up,
+                    addrs: addrs.iter().map(|a| (a.addr, a.prefix_len)).collect(),
+                },
+            );
+        }
+        for path in sysctls {
+            if let Ok(v) = std::fs::read_to_string(format!("/proc/sys/{path}")) {
+                have.sysctls.insert(path.clone(), v.trim().to_string());
+            }
+        }
+        Ok(have)
+    }
+
+    async fn apply(&mut self, op: &vmac::Op) -> Result<(), NetlinkError> {
+        match op {
+            vmac::Op::Delete { name } => {
+                let i = self.index(name).await?;
+                self.index.remove(name);
+                self.nl.delete_link(i).await
+            }
+            vmac::Op::Create { name, base, mac } => {
+                let lower = self.index(base).await?;
+                let l = self.nl.create_vmac(name, lower, *mac).await?;
+                self.index.insert(name.clone(), l.index);
+                Ok(())
+            }
+            vmac::Op::Sysctl {
+                path,
+                value,
+                restore,
+            } => {
+                let file = format!("/proc/sys/{path}");
+                if *restore && !self.restore.contains_key(&file) {
+                    if let Ok(old) = std::fs::read_to_string(&file) {
+                        self.restore.insert(file.clone(), old.trim().to_string());
+                    }
+                }
+                std::fs::write(&file, value).map_err(|cause| NetlinkError::Request {
+                    what: format!("setting {file} to {value}"),
+                    cause,
+                })
+            }
+            vmac::Op::AddSource { name, addr } => {
+                let i = self.index(name).await?;
+                self.nl.add_source_address(i, *addr).await
+            }
+            vmac::Op::DelAddress {
+                name,
+                addr,
+                prefix_len,
+            } => {
+                let i = self.index(name).await?;
+                self.nl.del_address(i, *addr, *prefix_len).await
+            }
+            vmac::Op::Up { name } => {
+                let i = self.index(name).await?;
+                self.nl.set_up(i).await
+            }
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Link {
     pub mac: [u8; 6],
     /// Administratively up with carrier (IFF_UP and IFF_RUNNING).
     pub up: bool,
+    /// Administratively up (IFF_UP), carrier or not.
+    pub admin_up: bool,
     /// A macvlan's lower device, for virtual-MAC interfaces.
     pub lower: Option<u32>,
 }
@@ -69,6 +71,7 @@ impl Link {
             name: name?,
             mac,
             up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running),
+            admin_up: flags.contains(LinkFlags::Up),
             lower,
         })
     }
@@ -210,22 +213,14 @@ impl Netlink {
         }
     }
 
-    /// Finds the macvlan carrying the RFC virtual MAC, or creates it
-    /// down (the caller configures it, then brings it up). One of that
-    /// name with another MAC or lower device (the instance changed family
-    /// or interface) is made again.
-    pub async fn ensure_vmac(
+    /// Creates the macvlan carrying the RFC virtual MAC, down (the caller
+    /// configures it, then brings it up).
+    pub async fn create_vmac(
         &self,
         name: &str,
         lower: u32,
         mac: [u8; 6],
     ) -> Result<Link, NetlinkError> {
-        if let Some(l) = self.link(name).await? {
-            if l.mac == mac && l.lower == Some(lower) {
-                return Ok(l);
-            }
-            self.delete_link(l.index).await?;
-        }
         // Private mode: the macvlan does not talk to its siblings, as
         // keepalived's vmac.
         let msg = LinkMacVlan::new(name, lower, MacVlanMode::Private)
