@@ -192,7 +192,7 @@ fn load(path: &Path) -> Result<tandem_model::config::Config> {
 /// what it wants at its next sync, whatever was changed here. Say so
 /// when it answers on its control socket.
 fn warn_if_healthd_owns_the_table(socket_dir: &Path) {
-    let socket = socket_dir.join("healthd.sock");
+    let socket = tandem_model::config::socket_in(socket_dir, "healthd");
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         eprintln!(
             "ipvsctl: warning: tandem-healthd is running ({}) and owns the IPVS table: \

@@ -205,7 +205,7 @@ fn client_socket(config_path: &std::path::Path, socket_dir: Option<&std::path::P
             .map(|c| c.node.socket_dir)
             .unwrap_or_else(|_| config::DEFAULT_SOCKET_DIR.into()),
     };
-    dir.join("vrrpd.sock")
+    config::socket_in(&dir, "vrrpd")
 }
 
 async fn client(cmd: Cmd, socket: PathBuf) -> anyhow::Result<ExitCode> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tandem_model::api::{Event, HealthdStatus, ReloadResult, UnixMillis, VrrpdStatus};
-use tandem_model::config::Diagnostic;
+use tandem_model::config::{self, Diagnostic};
 use tandem_model::control::{Client, ClientError};
 use tokio::sync::Mutex;
 
@@ -201,8 +201,8 @@ pub struct Daemons {
 impl Daemons {
     pub fn new(socket_dir: &Path, clock: Clock) -> Self {
         Daemons {
-            vrrpd: Client::new(socket_dir.join("vrrpd.sock")),
-            healthd: Client::new(socket_dir.join("healthd.sock")),
+            vrrpd: Client::new(config::socket_in(socket_dir, "vrrpd")),
+            healthd: Client::new(config::socket_in(socket_dir, "healthd")),
             vrrpd_status: Slot::default(),
             healthd_status: Slot::default(),
             generation: [AtomicU64::new(0), AtomicU64::new(0)],
