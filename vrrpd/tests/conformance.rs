@@ -655,6 +655,12 @@ fn every_case_replays_to_exactly_its_expected_outputs() {
 }
 
 #[test]
+fn at_least_25_behaviours_are_covered() {
+    let n = cases().len();
+    assert!(n >= 25, "only {n} conformance cases");
+}
+
+#[test]
 fn every_case_says_what_it_proves_and_where() {
     let mut missing = Vec::new();
     for case in cases() {
