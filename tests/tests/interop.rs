@@ -18,6 +18,8 @@ const T: Duration = Duration::from_secs(15);
 struct Mode {
     version: u8,
     unicast: bool,
+    /// VRRPv2 simple password (keepalived's auth_type PASS).
+    pass: Option<&'static str>,
 }
 
 fn tandem_cfg(priority: u8, m: Mode) -> String {
@@ -25,15 +27,24 @@ fn tandem_cfg(priority: u8, m: Mode) -> String {
     if m.unicast {
         extra.push_str("unicast_src = \"10.77.0.1\"\nunicast_peers = [\"10.77.0.2\"]\n");
     }
+    if let Some(p) = m.pass {
+        extra.push_str(&format!("auth_pass = \"{p}\"\n"));
+    }
     instance("web", 51, priority, &["10.77.0.100/24"], &extra)
 }
 
 fn keepalived_cfg(priority: u8, m: Mode) -> String {
-    let extra = if m.unicast {
+    let mut extra = if m.unicast {
         "  unicast_src_ip 10.77.0.2\n  unicast_peer {\n    10.77.0.1\n  }\n"
     } else {
         ""
-    };
+    }
+    .to_string();
+    if let Some(p) = m.pass {
+        extra.push_str(&format!(
+            "  authentication {{\n    auth_type PASS\n    auth_pass {p}\n  }}\n"
+        ));
+    }
     keepalived_instance(
         "web",
         51,
@@ -41,7 +52,7 @@ fn keepalived_cfg(priority: u8, m: Mode) -> String {
         m.version,
         "1",
         &["10.77.0.100/24"],
-        extra,
+        &extra,
     )
 }
 
@@ -107,18 +118,22 @@ fn keepalived_master_tandem_backup(test: &str, m: Mode) {
 const V3: Mode = Mode {
     version: 3,
     unicast: false,
+    pass: None,
 };
 const V2: Mode = Mode {
     version: 2,
     unicast: false,
+    pass: None,
 };
 const V3_UNICAST: Mode = Mode {
     version: 3,
     unicast: true,
+    pass: None,
 };
 const V2_UNICAST: Mode = Mode {
     version: 2,
     unicast: true,
+    pass: None,
 };
 
 #[test]
@@ -139,6 +154,66 @@ fn keepalived_backs_up_tandem_over_vrrpv2() {
 #[test]
 fn tandem_backs_up_keepalived_over_vrrpv2() {
     keepalived_master_tandem_backup("ka_v2_master", V2);
+}
+
+const V2_PASS: Mode = Mode {
+    version: 2,
+    unicast: false,
+    pass: Some("s3cret"),
+};
+
+#[test]
+fn keepalived_backs_up_tandem_over_vrrpv2_with_a_password() {
+    tandem_master_keepalived_backup("ka_v2pass_backup", V2_PASS);
+}
+
+#[test]
+fn tandem_backs_up_keepalived_over_vrrpv2_with_a_password() {
+    keepalived_master_tandem_backup("ka_v2pass_master", V2_PASS);
+}
+
+/// Another password on each side: neither accepts the other's adverts, so
+/// both are master (what RFC 2338 7.1 asks; the password keeps two routers
+/// apart), and both count what they drop.
+#[test]
+fn a_wrong_password_is_dropped_and_counted_on_both_sides() {
+    let Some(net) = net("ka_v2pass_wrong", 2) else {
+        return;
+    };
+    let theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_cfg(150, V2_PASS));
+    wait_until(T, || keepalived_holds(&net))
+        .unwrap_or_else(|| panic!("keepalived did not become master:\n{}", theirs.log()));
+    let wrong = Mode {
+        pass: Some("guess"),
+        ..V2_PASS
+    };
+    let ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_cfg(100, wrong));
+    ours.wait_state("web", Master, T);
+    let dropped = wait_until(T, || {
+        ours.instance("web")
+            .counters
+            .drops
+            .get("password")
+            .copied()
+            .unwrap_or(0)
+            >= 2
+    });
+    assert!(
+        dropped.is_some(),
+        "{:?}",
+        ours.instance("web").counters.drops
+    );
+    assert!(ours.instance("web").master.is_some_and(|m| m.is_self));
+    let refused = wait_until(T, || theirs.log().contains("received an invalid passwd"));
+    assert!(
+        refused.is_some(),
+        "keepalived did not say it dropped our adverts:\n{}",
+        theirs.log()
+    );
+    assert!(
+        keepalived_holds(&net),
+        "keepalived stays master: it ignores us"
+    );
 }
 
 #[test]

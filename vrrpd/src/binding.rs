@@ -15,7 +15,7 @@ use crate::fsm::{Instance, Params};
 use crate::input::PortKey;
 use crate::netlink::IfAddr;
 use crate::node::Member;
-use crate::packet::Version;
+use crate::packet::{V2Auth, Version};
 use crate::socket::destinations;
 use crate::track::{TrackKind, TrackValue, Tracker};
 use crate::vip::Vip;
@@ -36,6 +36,8 @@ pub struct Binding {
     pub last_transition: Option<api::Transition>,
     pub ip_id: u16,
     pub stopped: bool,
+    /// VRRPv2 authentication sent and required.
+    pub auth: V2Auth,
 }
 
 impl Binding {
@@ -62,6 +64,10 @@ impl Binding {
             last_transition: None,
             ip_id: 0,
             stopped: false,
+            auth: cfg
+                .auth_pass
+                .as_deref()
+                .map_or(V2Auth::None, V2Auth::password),
         }
     }
 

@@ -461,7 +461,7 @@ impl Daemon {
             addresses: p.addresses.clone(),
         };
         for dst in rt.dests.clone() {
-            let msg = adv.encode(src, dst);
+            let msg = adv.encode_authenticated(src, dst, &rt.auth);
             let sent = match (src, dst) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => {
                     rt.ip_id = rt.ip_id.wrapping_add(1);

@@ -66,8 +66,14 @@ pub enum Drop {
     /// Not an advertisement (type 1).
     Type,
     Checksum,
-    /// VRRPv2 authentication other than none (type 0).
+    /// VRRPv2 authentication of another type than ours (none, or
+    /// keepalived's PASS; AH is not spoken).
     Auth,
+    /// VRRPv2 simple password other than ours.
+    Password,
+    /// IPvX Addr Count 0 (RFC 5798 5.2.5: "MUST be ignored"; RFC 9568
+    /// erratum 8299 makes it a 7.1 receive check).
+    NoAddresses,
     /// VRRPv2 advert interval differs from ours (RFC 3768 7.1 says drop).
     Interval,
     /// No virtual router with this VRID on the interface.
@@ -91,6 +97,8 @@ impl Drop {
             Drop::Type => "type",
             Drop::Checksum => "checksum",
             Drop::Auth => "auth",
+            Drop::Password => "password",
+            Drop::NoAddresses => "no_addresses",
             Drop::Interval => "interval",
             Drop::UnknownVrid => "unknown_vrid",
             Drop::Owner => "owner",
@@ -152,6 +160,46 @@ fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> Vec<u8> {
     }
 }
 
+/// VRRPv2 authentication (RFC 2338 5.3.6-5.3.7), as keepalived's
+/// `auth_type PASS` still sends it (RFC 3768 removed it, VRRPv3 has none).
+/// A simple password travels in clear text in every advert: it keeps two
+/// virtual routers that share a segment and a VRID apart, nothing more.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum V2Auth {
+    /// Auth Type 0.
+    #[default]
+    None,
+    /// Auth Type 1: the 8 octets of Authentication Data, the password
+    /// padded with zeros.
+    Password([u8; V2_AUTH_DATA_LEN]),
+}
+
+impl V2Auth {
+    /// A password of at most 8 bytes (longer ones are cut, as keepalived
+    /// does; the configuration refuses them).
+    pub fn password(p: &str) -> V2Auth {
+        let mut data = [0u8; V2_AUTH_DATA_LEN];
+        for (d, b) in data.iter_mut().zip(p.bytes()) {
+            *d = b;
+        }
+        V2Auth::Password(data)
+    }
+
+    fn type_code(&self) -> u8 {
+        match self {
+            V2Auth::None => 0,
+            V2Auth::Password(_) => 1,
+        }
+    }
+
+    fn data(&self) -> [u8; V2_AUTH_DATA_LEN] {
+        match self {
+            V2Auth::None => [0; V2_AUTH_DATA_LEN],
+            V2Auth::Password(p) => *p,
+        }
+    }
+}
+
 impl Advert {
     fn v3_interval_cs(&self) -> u16 {
         ((self.interval.as_millis() / 10).min(0x0fff)) as u16
@@ -160,6 +208,12 @@ impl Advert {
     /// The VRRP message, checksum included. `src` and `dst` are the IP
     /// addresses it travels between (v3 sums over them).
     pub fn encode(&self, src: IpAddr, dst: IpAddr) -> Vec<u8> {
+        self.encode_authenticated(src, dst, &V2Auth::None)
+    }
+
+    /// As [`encode`](Self::encode), with VRRPv2 authentication `auth`
+    /// (ignored for v3, which has none).
+    pub fn encode_authenticated(&self, src: IpAddr, dst: IpAddr, auth: &V2Auth) -> Vec<u8> {
         let addr_len = self.addresses.iter().map(|a| match a {
             IpAddr::V4(_) => 4,
             IpAddr::V6(_) => 16,
@@ -178,7 +232,7 @@ impl Advert {
         match self.version {
             Version::V3 => out.extend_from_slice(&self.v3_interval_cs().to_be_bytes()),
             Version::V2 => {
-                out.push(0); // Auth Type: none (RFC 3768 5.3.6; v3 dropped it)
+                out.push(auth.type_code());
                 out.push(self.interval.as_secs().clamp(1, 255) as u8);
             }
         }
@@ -189,7 +243,12 @@ impl Advert {
                 IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
             }
         }
-        out.resize(out.len() + tail, 0);
+        if self.version == Version::V2 {
+            // RFC 2338 5.3.7: 8 octets of Authentication Data, covered by
+            // the checksum.
+            out.extend_from_slice(&auth.data());
+        }
+        debug_assert_eq!(out.len(), 8 + body + tail);
         let sum = match self.version {
             // RFC 3768 5.3.8: over the VRRP message only.
             Version::V2 => checksum(&[&out]),
@@ -204,6 +263,18 @@ impl Advert {
     /// version, an advertisement, a correct checksum. (TTL, VRID and the
     /// rest are the receiver's checks.)
     pub fn decode(msg: &[u8], src: IpAddr, dst: IpAddr) -> Result<Advert, Drop> {
+        Self::decode_authenticated(msg, src, dst, &V2Auth::None)
+    }
+
+    /// As [`decode`](Self::decode), for a VRRPv2 router with
+    /// authentication `auth`: RFC 2338 7.1 drops an advert whose Auth Type
+    /// or Authentication Data is not ours.
+    pub fn decode_authenticated(
+        msg: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+        auth: &V2Auth,
+    ) -> Result<Advert, Drop> {
         if msg.len() < 8 {
             return Err(Drop::Truncated);
         }
@@ -220,6 +291,9 @@ impl Advert {
             return Err(Drop::Family);
         }
         let count = usize::from(msg[3]);
+        if count == 0 {
+            return Err(Drop::NoAddresses);
+        }
         let alen = if v6 { 16 } else { 4 };
         let tail = if version == Version::V2 {
             V2_AUTH_DATA_LEN
@@ -251,8 +325,13 @@ impl Advert {
                 Duration::from_millis(u64::from(u16::from_be_bytes([msg[4], msg[5]]) & 0x0fff) * 10)
             }
             Version::V2 => {
-                if msg[4] != 0 {
+                if msg[4] != auth.type_code() {
                     return Err(Drop::Auth);
+                }
+                if let V2Auth::Password(p) = auth {
+                    if msg.get(need..need + tail) != Some(&p[..]) {
+                        return Err(Drop::Password);
+                    }
                 }
                 Duration::from_secs(u64::from(msg[5]))
             }
@@ -485,5 +564,60 @@ mod tests {
         assert_eq!(body, &payload);
         assert_eq!(checksum(&[&p[..20]]), 0);
         assert_eq!(parse_ipv4(&p[..10]), Err(Drop::Truncated));
+    }
+
+    fn v2_advert() -> Advert {
+        Advert {
+            version: Version::V2,
+            vrid: 51,
+            priority: 100,
+            interval: Duration::from_secs(1),
+            addresses: vec![v4("192.0.2.10")],
+        }
+    }
+
+    #[test]
+    fn a_v2_password_is_sent_padded_and_checked_on_receipt() {
+        let (src, dst) = (v4("10.0.0.1"), v4("224.0.0.18"));
+        let pass = V2Auth::password("s3cret");
+        let m = v2_advert().encode_authenticated(src, dst, &pass);
+        // RFC 2338 5.3.6: Auth Type 1; 5.3.7: the password, zero padded.
+        assert_eq!(m[4], 1);
+        assert_eq!(&m[m.len() - 8..], b"s3cret\0\0");
+        assert_eq!(checksum(&[&m]), 0, "the checksum covers the password");
+        assert_eq!(
+            Advert::decode_authenticated(&m, src, dst, &pass),
+            Ok(v2_advert())
+        );
+        let wrong = V2Auth::password("s3cre7");
+        assert_eq!(
+            Advert::decode_authenticated(&m, src, dst, &wrong),
+            Err(Drop::Password)
+        );
+        // A router without a password drops it, and a router with one drops
+        // an advert without.
+        assert_eq!(Advert::decode(&m, src, dst), Err(Drop::Auth));
+        let plain = v2_advert().encode(src, dst);
+        assert_eq!(
+            Advert::decode_authenticated(&plain, src, dst, &pass),
+            Err(Drop::Auth)
+        );
+        // Authentication Data trimmed away: not our password.
+        let mut short = m[..m.len() - 8].to_vec();
+        short[6..8].copy_from_slice(&[0, 0]);
+        let sum = checksum(&[&short]);
+        short[6..8].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(
+            Advert::decode_authenticated(&short, src, dst, &pass),
+            Err(Drop::Password)
+        );
+    }
+
+    #[test]
+    fn a_password_is_at_most_eight_octets() {
+        assert_eq!(
+            V2Auth::password("123456789"),
+            V2Auth::Password(*b"12345678")
+        );
     }
 }

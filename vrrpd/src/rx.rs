@@ -83,7 +83,12 @@ impl Daemon {
             self.count_drop(i, Drop::Ttl);
             return Vec::new();
         }
-        let adv = match Advert::decode(&msg, src, dst) {
+        let auth = self
+            .bindings
+            .get(&i)
+            .map(|b| b.auth.clone())
+            .unwrap_or_default();
+        let adv = match Advert::decode_authenticated(&msg, src, dst, &auth) {
             Ok(a) => a,
             Err(d) => {
                 self.count_drop(i, d);

@@ -21,7 +21,7 @@ use tandem_model::config::{self, Config};
 use vrrpd::binding::{self, Binding};
 use vrrpd::fsm::Action;
 use vrrpd::node::{InstanceId, Node, Out};
-use vrrpd::packet::{Advert, Drop, Version};
+use vrrpd::packet::{Advert, Drop, V2Auth, Version};
 use vrrpd::track::{TrackKind, TrackValue};
 use vrrpd::vip::{self, Op, Vip};
 
@@ -233,7 +233,10 @@ impl World {
                 ("priority", json!(priority)),
                 ("src", json!(src.to_string())),
                 ("dst", json!(dst.to_string())),
-                ("bytes", json!(hex(&adv.encode(src, *dst)))),
+                (
+                    "bytes",
+                    json!(hex(&adv.encode_authenticated(src, *dst, &b.auth))),
+                ),
             ]);
         }
         for l in lines {
@@ -445,7 +448,14 @@ impl World {
             interval,
             addresses,
         };
-        let decoded = Advert::decode(&sent.encode(from, dst), from, dst);
+        // The sender's VRRPv2 password, if it has one.
+        let their_auth = match body.get("auth_pass") {
+            None => V2Auth::None,
+            Some(Value::String(p)) => V2Auth::password(p),
+            Some(_) => return Err("auth_pass: a string".into()),
+        };
+        let bytes = sent.encode_authenticated(from, dst, &their_auth);
+        let decoded = Advert::decode_authenticated(&bytes, from, dst, &b.auth);
         let result = decoded.and_then(|adv| self.node.on_advert(now, id, from, &adv));
         match result {
             Ok(r) => {

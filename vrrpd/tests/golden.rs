@@ -130,7 +130,7 @@ fn any_advert() -> impl Strategy<Value = (Advert, IpAddr, IpAddr)> {
         any::<u8>(),
         any::<u8>(),
         1u64..=4095,
-        prop::collection::vec(any::<[u8; 16]>(), 0..20),
+        prop::collection::vec(any::<[u8; 16]>(), 1..20),
     )
         .prop_map(|(v6, vrid, priority, cs, raw)| {
             let (addresses, src, dst): (Vec<IpAddr>, IpAddr, IpAddr) = if v6 {

@@ -196,6 +196,12 @@ pub struct VrrpInstance {
     /// While master, announce again this often; "0s" for never.
     #[serde(default, with = "duration")]
     pub announce_refresh: Duration,
+    /// VRRPv2 simple password (RFC 2338 5.3.6, keepalived's `auth_type
+    /// PASS`), 1-8 bytes. It travels in clear text in every advert: it keeps
+    /// virtual routers that share a segment and a VRID apart, it does not
+    /// stop an attacker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_pass: Option<String>,
     /// Use the RFC virtual MAC 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID)
     /// on a macvlan interface instead of the interface's own MAC.
     #[serde(default)]
@@ -885,6 +891,21 @@ impl Config {
         self.track_scripts.iter().find(|v| v.name == name)
     }
 
+    /// What `--check` says about a valid file besides OK: settings that
+    /// work but may not do what an operator hopes.
+    pub fn notes(&self) -> Vec<String> {
+        self.vrrp_instances
+            .iter()
+            .filter(|i| i.auth_pass.is_some())
+            .map(|i| {
+                format!(
+                    "instance {}: auth_pass protects against misconfiguration (another virtual router with VRID {} on the segment), not attackers: the password is sent in clear text in every advert",
+                    i.name, i.vrid
+                )
+            })
+            .collect()
+    }
+
     /// Path of a daemon's control socket: `<socket_dir>/<daemon>.sock`.
     pub fn socket_path(&self, daemon: &str) -> PathBuf {
         socket_in(&self.node.socket_dir, daemon)
@@ -909,6 +930,9 @@ fn nix_hostname() -> Option<String> {
 pub fn run_check(path: &Path) -> std::process::ExitCode {
     match load(path) {
         Ok(c) => {
+            for note in c.notes() {
+                println!("{}: note: {note}", path.display());
+            }
             println!(
                 "{}: OK ({} VRRP instance{}, {} virtual server{})",
                 path.display(),

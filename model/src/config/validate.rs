@@ -277,6 +277,22 @@ fn vrrp_instance(v: &mut V<'_>, config: &Config, i: usize, inst: &VrrpInstance) 
             ),
         );
     }
+    if let Some(pass) = &inst.auth_pass {
+        if inst.version != 2 {
+            v.err(
+                p![T, i, "auth_pass"],
+                "auth_pass is for VRRPv2 only: RFC 5798 removed authentication from VRRPv3; set version = 2 (as the keepalived peer it matches) or remove auth_pass",
+            );
+        } else if pass.is_empty() || pass.len() > 8 {
+            v.err(
+                p![T, i, "auth_pass"],
+                format!(
+                    "auth_pass is {} bytes: allowed 1-8 (RFC 2338 5.3.7 carries 8 octets; keepalived cuts a longer one to its first 8, so write those)",
+                    pass.len()
+                ),
+            );
+        }
+    }
     if inst.preempt_delay > Duration::from_secs(1000) {
         v.err(
             p![T, i, "preempt_delay"],

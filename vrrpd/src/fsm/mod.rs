@@ -125,6 +125,9 @@ pub struct Instance {
     releasing: Option<(Release, Instant)>,
     last_conflict_announce: Option<Instant>,
     master_seen: Option<MasterSeen>,
+    /// The master that resigned with priority 0 (a backup takes over
+    /// after Skew_Time), until another advert comes.
+    resigned: Option<IpAddr>,
     stopping: bool,
 }
 
@@ -147,6 +150,7 @@ impl Instance {
             releasing: None,
             last_conflict_announce: None,
             master_seen: None,
+            resigned: None,
             stopping: false,
         }
     }
@@ -238,6 +242,7 @@ impl Instance {
     }
 
     fn become_master(&mut self, now: Instant, reason: String) -> Vec<Action> {
+        self.resigned = None;
         let out = vec![
             self.transition(VrrpState::Master, reason),
             // The addresses first: the advert makes the old master drop
@@ -277,6 +282,7 @@ impl Instance {
 
     /// Enters BACKUP, waiting Master_Down_Interval for a master.
     fn become_backup(&mut self, now: Instant, reason: String) -> Vec<Action> {
+        self.resigned = None;
         let was_master = self.state == VrrpState::Master;
         let mut out = vec![self.transition(VrrpState::Backup, reason)];
         if was_master {
@@ -361,6 +367,11 @@ impl Instance {
         }
         if self.master_down_timer.is_some_and(|t| t <= now) && self.state == VrrpState::Backup {
             let why = match self.master_seen {
+                _ if self.resigned.is_some() => format!(
+                    "master {} resigned (priority 0): taking over after Skew_Time {}",
+                    self.resigned.map_or_else(String::new, |a| a.to_string()),
+                    fmt_duration(self.skew_time())
+                ),
                 // Adverts kept coming but we discarded them: a lower
                 // master is being preempted.
                 Some(m) if now.saturating_duration_since(m.at) < self.master_down_interval() => {
@@ -418,7 +429,9 @@ impl Instance {
                     // The master is stepping down: take over after
                     // Skew_Time, so the highest backup wins the race.
                     self.master_down_timer = Some(now + self.skew_time());
+                    self.resigned = Some(src);
                 } else {
+                    self.resigned = None;
                     self.master_seen = Some(MasterSeen {
                         address: src,
                         priority: adv.priority,
