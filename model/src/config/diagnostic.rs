@@ -124,7 +124,7 @@ impl<'a> Source<'a> {
         }
     }
 
-    fn diagnostic(&self, span: Range<usize>, message: String) -> Diagnostic {
+    pub(crate) fn diagnostic(&self, span: Range<usize>, message: String) -> Diagnostic {
         // Spans come from the parser and are trusted for nothing: a finding
         // on a hostile file must still render, never panic the daemon that
         // is reloading it.

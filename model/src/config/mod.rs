@@ -8,16 +8,19 @@
 //! Each key is documented in the shipped example, `packaging/tandem.toml`,
 //! and in the README.
 
+pub mod cluster;
 mod diagnostic;
 mod validate;
 pub mod value;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster::Cluster;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use value::{Cidr, HostPort, VirtualIp, format_duration, parse_duration};
 
@@ -40,6 +43,13 @@ pub const SCHEDULERS: &[&str] = &[
 pub struct Config {
     #[serde(default)]
     pub node: Node,
+    /// The directors of a cluster file (see [`cluster`]); `None` for a
+    /// file of one director.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
+    /// The node this configuration was resolved for, in a cluster file.
+    #[serde(skip)]
+    pub this_node: Option<String>,
     #[serde(
         default,
         rename = "vrrp_instance",
@@ -842,40 +852,155 @@ impl ConfigError {
     }
 }
 
-/// Reads, parses and validates the file at `path`.
+/// Reads, parses and validates the file at `path`; a cluster file is
+/// resolved for this director ([`cluster::identity`]).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
         path: path.to_path_buf(),
         cause,
     })?;
-    parse(&text, &path.display().to_string())
+    parse_as(
+        &text,
+        &path.display().to_string(),
+        cluster::identity(path).as_deref(),
+    )
 }
 
-/// Parses and validates `text`; `origin` names the file in diagnostics.
+/// Parses and validates `text`; `origin` names the file in diagnostics. A
+/// cluster file is checked for every node and resolved for the first.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_as(text, origin, None)
+}
+
+/// As [`parse`], resolving a cluster file for the node `me` (which must be
+/// one of its nodes). A cluster file is good only when it is good for
+/// every node: the findings of all come back at once, each marked with
+/// the nodes it is for unless it is for all.
+pub fn parse_as(text: &str, origin: &str, me: Option<&str>) -> Result<Config, ConfigError> {
     let source = diagnostic::Source::new(origin, text);
     let spans = match toml::de::DeTable::parse(text) {
         Ok(table) => table,
         Err(e) => return Err(ConfigError::Invalid(source.toml_error(&e))),
     };
+    let Some(nodes) = cluster::nodes(spans.get_ref()) else {
+        return parse_one(&source, &spans, false);
+    };
+    let located = |problems: Vec<cluster::Problem>| {
+        let mut d: Vec<Diagnostic> = problems
+            .into_iter()
+            .map(|p| source.diagnostic(p.span, p.message))
+            .collect();
+        d.sort_by_key(|d| d.span.start);
+        ConfigError::Invalid(Diagnostics(d))
+    };
+    let problems = cluster::check_nodes(spans.get_ref(), &nodes, spans.span());
+    if !problems.is_empty() {
+        return Err(located(problems));
+    }
+    let names: BTreeSet<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    if let Some(me) = me.filter(|m| !names.contains(*m)) {
+        let span = spans
+            .get_ref()
+            .get("cluster")
+            .map_or(spans.span(), |c| c.span());
+        return Err(located(vec![cluster::Problem {
+            span,
+            message: format!(
+                "this director is \"{me}\" (from TANDEM_NODE, the file node beside the configuration, or the host name), and [cluster] nodes does not name it: add it, or name this director as one of {}",
+                nodes
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }]));
+    }
+    // Every node's findings, merged: one that every node shares is said
+    // once; one for some nodes only says which.
+    let mut findings: BTreeMap<(usize, usize, String), (Diagnostic, Vec<String>)> = BTreeMap::new();
+    let mut resolved = Vec::new();
+    for (n, _) in &nodes {
+        let mut table = spans.clone();
+        let problems = cluster::resolve(table.get_mut(), &names, n);
+        let result = if problems.is_empty() {
+            parse_one(&source, &table, true)
+        } else {
+            Err(located(problems))
+        };
+        match result {
+            Ok(mut c) => {
+                c.this_node = Some(n.clone());
+                resolved.push(c);
+            }
+            Err(ConfigError::Invalid(d)) => {
+                for d in d.0 {
+                    let key = (d.span.start, d.span.end, d.message.clone());
+                    findings
+                        .entry(key)
+                        .or_insert((d, Vec::new()))
+                        .1
+                        .push(n.clone());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !findings.is_empty() {
+        let mut out: Vec<Diagnostic> = findings
+            .into_values()
+            .map(|(mut d, for_nodes)| {
+                let says_which =
+                    for_nodes.len() == 1 && d.message.contains(&format!("node {}", for_nodes[0]));
+                if for_nodes.len() < nodes.len() && !says_which {
+                    d.message = format!("{} (for {})", d.message, for_nodes.join(", "));
+                }
+                d
+            })
+            .collect();
+        out.sort_by_key(|d| d.span.start);
+        return Err(ConfigError::Invalid(Diagnostics(out)));
+    }
+    let i = me
+        .and_then(|m| {
+            resolved
+                .iter()
+                .position(|c| c.this_node.as_deref() == Some(m))
+        })
+        .unwrap_or(0);
+    Ok(resolved.swap_remove(i))
+}
+
+/// Deserializes and validates one node's view of the file.
+fn parse_one(
+    source: &diagnostic::Source<'_>,
+    spans: &toml::Spanned<toml::de::DeTable<'_>>,
+    in_cluster: bool,
+) -> Result<Config, ConfigError> {
     let config: Config = match Config::deserialize(toml::de::Deserializer::from(spans.clone())) {
         Ok(c) => c,
         Err(e) => return Err(ConfigError::Invalid(source.toml_error(&e))),
     };
-    let findings = validate::validate(&config, &|path| source.line_of(&spans, path));
+    let mut findings = validate::validate(&config, &|path| source.line_of(spans, path));
+    if in_cluster && config.node.name.is_some() {
+        findings.push(diagnostic::Finding {
+            path: vec![diagnostic::Seg::Key("node"), diagnostic::Seg::Key("name")],
+            message: "a cluster file is the same on every director: remove [node] name (a director knows its name from TANDEM_NODE, the file node beside the configuration, or its host name)".into(),
+        });
+    }
     if findings.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigError::Invalid(source.locate(&spans, findings)))
+        Err(ConfigError::Invalid(source.locate(spans, findings)))
     }
 }
 
 impl Config {
-    /// This node's name: `[node] name`, else the host name.
+    /// This node's name: the node a cluster file was resolved for, else
+    /// `[node] name`, else the host name.
     pub fn node_name(&self) -> String {
-        self.node
-            .name
+        self.this_node
             .clone()
+            .or_else(|| self.node.name.clone())
             .unwrap_or_else(|| nix_hostname().unwrap_or_else(|| "tandem".to_string()))
     }
 
@@ -918,7 +1043,7 @@ pub fn socket_in(dir: &Path, daemon: &str) -> PathBuf {
     dir.join(format!("{daemon}.sock"))
 }
 
-fn nix_hostname() -> Option<String> {
+pub(crate) fn nix_hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())
@@ -928,10 +1053,24 @@ fn nix_hostname() -> Option<String> {
 /// What `--check CONFIG` does in every daemon: validate, print the result,
 /// and give the exit status (0 clean, 1 refused).
 pub fn run_check(path: &Path) -> std::process::ExitCode {
-    match load(path) {
+    // Every node of a cluster file, whichever machine checks it.
+    let checked = std::fs::read_to_string(path)
+        .map_err(|cause| ConfigError::Io {
+            path: path.to_path_buf(),
+            cause,
+        })
+        .and_then(|text| parse(&text, &path.display().to_string()));
+    match checked {
         Ok(c) => {
             for note in c.notes() {
                 println!("{}: note: {note}", path.display());
+            }
+            if let Some(cl) = &c.cluster {
+                println!(
+                    "{}: good for every node of the cluster: {}",
+                    path.display(),
+                    cl.nodes.join(", ")
+                );
             }
             println!(
                 "{}: OK ({} VRRP instance{}, {} virtual server{})",
