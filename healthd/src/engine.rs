@@ -661,7 +661,7 @@ weight = 20
         let kernel = ipvsctl::desired::table(&c).unwrap();
         let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
         let want = e.desired(t0, &kernel);
-        assert!(plan(&want, &kernel, Options { prune: false }).is_empty());
+        assert!(plan(&want, &kernel, Options::default()).is_empty());
         assert!(e.quorum()[0].1);
     }
 
@@ -680,7 +680,7 @@ weight = 20
         let busy = with_conns(kernel.clone(), 11, 3);
         let want = e.desired(t0, &busy);
         assert_eq!(weights(&want)[..2], [(rs(11), 0), (rs(12), 20)]);
-        let ops = plan(&want, &busy, Options { prune: false });
+        let ops = plan(&want, &busy, Options::default());
         assert_eq!(ops.len(), 2, "{ops:?}"); // weight 0 for .11, and the sorry server joins (quorum 2 lost)
         // Once idle it leaves.
         let idle = with_conns(want.clone(), 11, 0);

@@ -15,7 +15,9 @@
 //!   deletions, so a service whose real servers are all replaced never
 //!   has none.
 //! - Services the desired table does not name are left alone unless
-//!   `prune` is set: another tool (or person) may own them.
+//!   `prune` is set: another tool (or person) may own them. With a
+//!   `managed` scope, prune deletes only the services in it: a daemon
+//!   that shares the table owns its services, not the whole table.
 //! - Planning against the result of applying a plan gives nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -103,16 +105,34 @@ impl fmt::Display for Op {
 }
 
 /// How far the reconciler's authority goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
     /// Delete services the desired table does not name.
     pub prune: bool,
+    /// The services the caller owns, when it does not own the whole
+    /// table: one outside this set (and outside the desired table) is
+    /// never changed or deleted, whatever `prune` says. A service
+    /// the desired table names is owned by being named. `None`: every
+    /// service in the table is the caller's.
+    pub managed: Option<BTreeSet<ServiceKey>>,
+}
+
+impl Options {
+    /// Whether `key` is in the managed scope.
+    pub fn manages(&self, key: &ServiceKey) -> bool {
+        self.managed.as_ref().is_none_or(|m| m.contains(key))
+    }
 }
 
 /// The operations that turn `current` into `desired`, in order.
 pub fn plan(desired: &Table, current: &Table, options: Options) -> Vec<Op> {
     let want: BTreeMap<ServiceKey, _> = desired.services.iter().map(|s| (s.key, s)).collect();
-    let have: BTreeMap<ServiceKey, _> = current.services.iter().map(|s| (s.key, s)).collect();
+    let have: BTreeMap<ServiceKey, _> = current
+        .services
+        .iter()
+        .filter(|s| want.contains_key(&s.key) || options.manages(&s.key))
+        .map(|s| (s.key, s))
+        .collect();
     let mut ops = Vec::new();
 
     if options.prune {
@@ -261,13 +281,57 @@ mod tests {
         let current = Table::new(vec![svc(80, &[(1, 1)]), svc(81, &[(1, 1), (2, 1)])]);
         let desired = Table::new(vec![svc(80, &[(1, 1)])]);
         assert!(plan(&desired, &current, Options::default()).is_empty());
-        let ops = plan(&desired, &current, Options { prune: true });
+        let ops = plan(
+            &desired,
+            &current,
+            Options {
+                prune: true,
+                ..Options::default()
+            },
+        );
         // One delete for the service; its destinations go with it.
         assert_eq!(
             ops,
             vec![Op::DelService {
                 key: current.services[1].key
             }]
+        );
+    }
+
+    #[test]
+    fn a_service_outside_the_managed_scope_is_left_alone_even_when_pruning() {
+        let ours = svc(80, &[(1, 1)]);
+        let foreign = svc(81, &[(1, 1), (2, 1)]);
+        let retired = svc(82, &[(1, 1)]);
+        let current = Table::new(vec![ours.clone(), foreign.clone(), retired.clone()]);
+        // The desired table names only ours, with a change; the scope
+        // also holds a service no longer desired (to be deleted).
+        let desired = Table::new(vec![svc(80, &[(1, 7)])]);
+        let options = Options {
+            prune: true,
+            managed: Some([ours.key, retired.key].into()),
+        };
+        let ops = plan(&desired, &current, options);
+        assert!(ops.iter().all(|o| *o.service() != foreign.key), "{ops:?}");
+        assert!(
+            ops.contains(&Op::DelService { key: retired.key }),
+            "{ops:?}"
+        );
+        assert!(
+            ops.iter()
+                .any(|o| matches!(o, Op::EditDest { settings, .. } if settings.weight == 7)),
+            "{ops:?}"
+        );
+        // A desired service is owned by being named, in the scope or not:
+        // it is compared with the table, not added a second time.
+        let options = Options {
+            prune: true,
+            managed: Some(BTreeSet::new()),
+        };
+        let ops = plan(&desired, &current, options);
+        assert!(
+            matches!(ops.as_slice(), [Op::EditDest { service, .. }] if *service == ours.key),
+            "{ops:?}"
         );
     }
 
