@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{DestSettings, ServiceKey, ServiceSettings, Table};
+use crate::types::{DestSettings, ServiceKey, ServiceSettings, SyncDaemon, SyncRole, Table};
 
 /// One change to the table: what a dataplane applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +199,32 @@ pub trait Dataplane {
     /// Applies the operations in order. On error, the operations the
     /// error does not name may have been applied.
     fn apply(&mut self, ops: &[Op]) -> Result<(), Self::Error>;
+}
+
+/// The kernel's connection synchronisation daemons
+/// (`IPVS_CMD_NEW_DAEMON` / `DEL_DAEMON` / `GET_DAEMON`), driven like the
+/// table: [`crate::kernel::Kernel`] in the kernel,
+/// [`crate::memory::Memory`] in memory.
+///
+/// A trait of its own rather than two more calls on [`Dataplane`]:
+/// connection sync is IPVS's own multicast protocol (ip_vs_sync.c), not
+/// part of a table of services, and a dataplane that is a table only
+/// (nftables, XDP) would have nothing honest to put behind it. It shares
+/// the dataplane's error type, so a caller that drives both has one kind
+/// of error.
+pub trait ConnectionSync: Dataplane {
+    /// The daemons running: at most one master and one backup, the
+    /// master first, as `ip_vs_genl_dump_daemons` lists them.
+    fn sync_daemons(&mut self) -> Result<Vec<SyncDaemon>, Self::Error>;
+
+    /// Starts a daemon. Refused when one of that role already runs
+    /// (EEXIST, `start_sync_thread`): a daemon is never changed in place,
+    /// it is stopped and started again.
+    fn start_sync_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), Self::Error>;
+
+    /// Stops the daemon of `role`; refused when none runs (ESRCH,
+    /// `stop_sync_thread`).
+    fn stop_sync_daemon(&mut self, role: SyncRole) -> Result<(), Self::Error>;
 }
 
 /// Dumps, plans and applies; returns what was applied.
