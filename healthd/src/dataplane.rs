@@ -154,3 +154,6 @@ where
     }
     Ok(ops)
 }
+
+#[cfg(test)]
+mod tests;
