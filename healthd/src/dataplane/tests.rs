@@ -14,46 +14,21 @@ use ipvsctl::types::{
     SyncRole, Table,
 };
 use tandem_model::api::VrrpState;
-use tandem_model::config::{self, Config};
+use tandem_model::config::Config;
 
 use super::*;
 use crate::engine::Engine;
+use crate::engine::tests::web_config;
 use crate::health::Outcome;
 use crate::spec::Kind;
 
 const S: Duration = Duration::from_secs(1);
 
-/// One virtual server with two checked real servers (rise 2, fall 3), a
-/// sorry server and the default quorum of 1; `vs` goes inside the
-/// virtual server, `top` after it.
+/// The engine tests' virtual server "web", with rise 2 and fall 3 and
+/// the default quorum of 1; `vs` goes inside the virtual server, `top`
+/// after it.
 fn config(vs: &str, top: &str) -> Config {
-    config::parse(
-        &format!(
-            r#"
-[[virtual_server]]
-name = "web"
-address = "192.0.2.10:80"
-forwarding = "dr"
-sorry_server = "10.0.0.99"
-{vs}
-[virtual_server.check]
-type = "tcp"
-interval = "1s"
-timeout = "500ms"
-rise = 2
-fall = 3
-[[virtual_server.real_server]]
-address = "10.0.0.11"
-weight = 10
-[[virtual_server.real_server]]
-address = "10.0.0.12"
-weight = 20
-{top}
-"#
-        ),
-        "t.toml",
-    )
-    .unwrap()
+    web_config(vs, "rise = 2\nfall = 3", top)
 }
 
 /// Connection sync following VRRP instance "vi" (vrid 51).
