@@ -206,7 +206,7 @@ pub trait Dataplane {
 /// table: [`crate::kernel::Kernel`] in the kernel,
 /// [`crate::memory::Memory`] in memory.
 ///
-/// A trait of its own rather than two more calls on [`Dataplane`]:
+/// A trait of its own rather than more calls on [`Dataplane`]:
 /// connection sync is IPVS's own multicast protocol (ip_vs_sync.c), not
 /// part of a table of services, and a dataplane that is a table only
 /// (nftables, XDP) would have nothing honest to put behind it. It shares
