@@ -1,16 +1,16 @@
 //! The daemon: one loop owns the engine; probes run as tasks and report
 //! back; a dedicated thread owns the IPVS netlink socket and reconciles
-//! the kernel's table to what the engine wants. healthd is the only
-//! writer of that table while it runs.
+//! the kernel's table to what the engine wants ([`crate::dataplane`]
+//! against [`Kernel`]). healthd is the only writer of that table while it
+//! runs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipvsctl::reconcile::{Options as PlanOptions, plan};
+use ipvsctl::Kernel;
 use ipvsctl::types::{ServiceKey, SyncDaemon, Table};
-use ipvsctl::{Dataplane, Kernel};
 use tandem_model::api::{
     ApiError, DaemonInfo, DataplaneStatus, EventKind, HealthdStatus, ReloadResult, now_millis,
 };
@@ -19,6 +19,8 @@ use tandem_model::control::{CommandError, EventLog};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+pub use crate::dataplane::Synced;
+use crate::dataplane::{SyncRequest, retire, sync_once, wanted_sync_daemon};
 use crate::engine::{Engine, ProbeRef};
 use crate::health::Outcome;
 use crate::probe::Prober;
@@ -67,24 +69,6 @@ pub enum Input {
     Signal(Signal),
 }
 
-/// What a sync with the kernel found and did.
-pub struct Synced {
-    /// The kernel's table after the sync.
-    pub table: Table,
-    pub operations: usize,
-    /// The sync daemon running, when connection sync is configured.
-    pub sync_daemon: Option<SyncDaemon>,
-}
-
-/// A request to the IPVS thread: make the managed services look like
-/// `desired` (deleting managed services it lacks).
-struct SyncRequest {
-    desired: Table,
-    managed: BTreeSet<ServiceKey>,
-    /// The connection sync daemon that should run, if configured.
-    sync_daemon: Option<SyncDaemon>,
-}
-
 /// Starts the thread that owns the netlink socket. It connects lazily
 /// and again after an error, so a kernel without IPVS is reported, not
 /// fatal: the checks go on.
@@ -99,7 +83,7 @@ fn spawn_ipvs(tx: mpsc::Sender<Input>) -> std::sync::mpsc::Sender<SyncRequest> {
                 while let Ok(newer) = req_rx.try_recv() {
                     req = newer;
                 }
-                let result = sync_once(&mut kernel, &req);
+                let result = sync_kernel(&mut kernel, &req);
                 if result.is_err() {
                     kernel = None;
                 }
@@ -112,70 +96,14 @@ fn spawn_ipvs(tx: mpsc::Sender<Input>) -> std::sync::mpsc::Sender<SyncRequest> {
     req_tx
 }
 
-fn sync_once(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, String> {
-    if kernel.is_none() {
-        *kernel = Some(Kernel::connect().map_err(|e| e.to_string())?);
-    }
-    let k = kernel.as_mut().expect("connected");
-    let current = k.dump().map_err(|e| e.to_string())?;
-    // Only the services this configuration owns (or owned before a
-    // reload) are compared: another service in the table is someone
-    // else's and is left alone.
-    let managed = Table::new(
-        current
-            .services
-            .iter()
-            .filter(|s| req.managed.contains(&s.key))
-            .cloned()
-            .collect(),
-    );
-    let daemon_ops = match &req.sync_daemon {
-        Some(want) => sync_daemon(k, want)?,
-        None => 0,
+/// One sync with the kernel, connecting first when there is no
+/// connection (the first time, or after an error).
+fn sync_kernel(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, String> {
+    let k = match kernel {
+        Some(k) => k,
+        None => kernel.insert(Kernel::connect().map_err(|e| e.to_string())?),
     };
-    let ops = plan(&req.desired, &managed, PlanOptions { prune: true });
-    if ops.is_empty() {
-        return Ok(Synced {
-            table: current,
-            operations: daemon_ops,
-            sync_daemon: req.sync_daemon.clone(),
-        });
-    }
-    for op in &ops {
-        info!("ipvs: {op}");
-    }
-    k.apply(&ops).map_err(|e| e.to_string())?;
-    let table = k.dump().map_err(|e| e.to_string())?;
-    Ok(Synced {
-        table,
-        operations: ops.len() + daemon_ops,
-        sync_daemon: req.sync_daemon.clone(),
-    })
-}
-
-/// Makes `want` the only sync daemon running (a director is either the
-/// sender or a receiver of the connection table). Returns the operations.
-fn sync_daemon(k: &mut Kernel, want: &SyncDaemon) -> Result<usize, String> {
-    let running = k.daemons().map_err(|e| e.to_string())?;
-    let mut ops = 0;
-    let same = |d: &SyncDaemon| {
-        d.role == want.role && d.interface == want.interface && d.sync_id == want.sync_id
-    };
-    for d in running.iter().filter(|d| !same(d)) {
-        k.stop_daemon(d.role).map_err(|e| e.to_string())?;
-        ops += 1;
-    }
-    if !running.iter().any(same) {
-        k.start_daemon(want).map_err(|e| e.to_string())?;
-        info!(
-            "connection sync: {} on {}, sync id {}",
-            want.role.name(),
-            want.interface,
-            want.sync_id
-        );
-        ops += 1;
-    }
-    Ok(ops)
+    sync_once(k, req)
 }
 
 /// Operator drains, kept across restarts.
@@ -347,20 +275,7 @@ impl Daemon {
 
     /// The sync daemon the configuration and vrrpd's state call for.
     fn sync_daemon(&self) -> Option<SyncDaemon> {
-        let cs = self.config.connection_sync.as_ref()?;
-        let vrid = self
-            .config
-            .vrrp_instance(&cs.instance)
-            .map_or(0, |i| i.vrid);
-        Some(SyncDaemon {
-            role: crate::vrrp::role(self.vrrp_state),
-            interface: cs.interface.clone(),
-            sync_id: cs.sync_id.unwrap_or(vrid) as u32,
-            max_len: None,
-            group: None,
-            port: None,
-            ttl: None,
-        })
+        wanted_sync_daemon(&self.config, self.vrrp_state)
     }
 
     /// Whether the periodic tick should sync: a server is leaving (its
@@ -383,19 +298,19 @@ impl Daemon {
             return;
         }
         let now = Instant::now();
-        let desired = self.engine.desired(now, &self.current);
-        let mut managed = self.engine.keys().clone();
-        managed.extend(self.retired.iter().copied());
+        let sync_daemon = self.sync_daemon();
+        let req = SyncRequest::new(
+            &mut self.engine,
+            now,
+            &self.current,
+            &self.retired,
+            sync_daemon,
+        );
         self.sync_in_flight = true;
         self.sync_wanted = false;
         self.status_asked = false;
         self.last_sync = Some(now);
-        let sync_daemon = self.sync_daemon();
-        let _ = self.ipvs.send(SyncRequest {
-            desired,
-            managed,
-            sync_daemon,
-        });
+        let _ = self.ipvs.send(req);
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<(), DaemonError> {
@@ -562,9 +477,7 @@ impl Daemon {
                         d.sync_id
                     )
                 });
-                self.retired.retain(|k| {
-                    self.current.service(k).is_some() && !self.engine.keys().contains(k)
-                });
+                retire(&mut self.retired, &self.current, self.engine.keys());
             }
             Err(e) => {
                 if self.dataplane.error.as_deref() != Some(e.as_str()) {

@@ -576,14 +576,18 @@ fn sorry_rs(vs: &VirtualServer) -> RealServer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ipvsctl::reconcile::{Options, plan};
     use std::time::Duration;
 
     const S: Duration = Duration::from_secs(1);
 
-    fn config(extra_vs: &str) -> Config {
+    /// Virtual server "web" (192.0.2.10:80, direct routing, sorry server
+    /// 10.0.0.99) with a TCP check every second and real servers
+    /// 10.0.0.11 (weight 10) and 10.0.0.12 (weight 20). `vs` goes into the
+    /// virtual server, `check` into its check (rise, fall), `top` after it.
+    pub(crate) fn web_config(vs: &str, check: &str, top: &str) -> Config {
         tandem_model::config::parse(
             &format!(
                 r#"
@@ -591,26 +595,29 @@ mod tests {
 name = "web"
 address = "192.0.2.10:80"
 forwarding = "dr"
-quorum = 2
 sorry_server = "10.0.0.99"
-{extra_vs}
+{vs}
 [virtual_server.check]
 type = "tcp"
 interval = "1s"
 timeout = "500ms"
-rise = 1
-fall = 1
+{check}
 [[virtual_server.real_server]]
 address = "10.0.0.11"
 weight = 10
 [[virtual_server.real_server]]
 address = "10.0.0.12"
 weight = 20
+{top}
 "#
             ),
             "t.toml",
         )
         .unwrap()
+    }
+
+    fn config(extra_vs: &str) -> Config {
+        web_config(&format!("quorum = 2\n{extra_vs}"), "rise = 1\nfall = 1", "")
     }
 
     fn rs(n: u8) -> SocketAddr {
@@ -661,7 +668,7 @@ weight = 20
         let kernel = ipvsctl::desired::table(&c).unwrap();
         let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
         let want = e.desired(t0, &kernel);
-        assert!(plan(&want, &kernel, Options { prune: false }).is_empty());
+        assert!(plan(&want, &kernel, Options::default()).is_empty());
         assert!(e.quorum()[0].1);
     }
 
@@ -680,7 +687,7 @@ weight = 20
         let busy = with_conns(kernel.clone(), 11, 3);
         let want = e.desired(t0, &busy);
         assert_eq!(weights(&want)[..2], [(rs(11), 0), (rs(12), 20)]);
-        let ops = plan(&want, &busy, Options { prune: false });
+        let ops = plan(&want, &busy, Options::default());
         assert_eq!(ops.len(), 2, "{ops:?}"); // weight 0 for .11, and the sorry server joins (quorum 2 lost)
         // Once idle it leaves.
         let idle = with_conns(want.clone(), 11, 0);

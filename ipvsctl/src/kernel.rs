@@ -17,7 +17,7 @@ use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_GENERIC};
 use crate::codec::{self, cmd};
 use crate::error::{Error, KernelError, Request};
 use crate::netlink::{self, Reply};
-use crate::reconcile::{Dataplane, Op};
+use crate::reconcile::{ConnectionSync, Dataplane, Op};
 use crate::types::{Info, Service, ServiceKey, SyncDaemon, SyncRole, Table, Timeouts};
 
 /// Bytes of requests per `sendmsg`. A datagram must fit the socket's send
@@ -484,5 +484,19 @@ impl Dataplane for Kernel {
 
     fn apply(&mut self, ops: &[Op]) -> Result<(), Error> {
         self.apply_ops(ops)
+    }
+}
+
+impl ConnectionSync for Kernel {
+    fn sync_daemons(&mut self) -> Result<Vec<SyncDaemon>, Error> {
+        self.daemons()
+    }
+
+    fn start_sync_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), Error> {
+        self.start_daemon(daemon)
+    }
+
+    fn stop_sync_daemon(&mut self, role: SyncRole) -> Result<(), Error> {
+        self.stop_daemon(role)
     }
 }

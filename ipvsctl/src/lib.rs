@@ -7,8 +7,10 @@
 //! - [`kernel`]: the client that talks to the kernel (the only module
 //!   with a socket).
 //! - [`reconcile`]: desired + current table -> the fewest ordered
-//!   operations, and the [`reconcile::Dataplane`] trait it drives.
-//! - [`memory`]: an in-memory dataplane with the kernel's rules.
+//!   operations, the [`reconcile::Dataplane`] trait it drives, and
+//!   [`reconcile::ConnectionSync`] for the sync daemons.
+//! - [`memory`]: an in-memory dataplane (table and sync daemons) with the
+//!   kernel's rules.
 //! - [`desired`]: the table a tandem.toml asks for.
 //! - [`save`]: ipvsadm's rule format (`ipvsadm -S` / `ipvsadm -R`).
 //! - [`list`]: the `ipvsadm -Ln`-like listing.
@@ -27,5 +29,5 @@ pub mod types;
 
 pub use error::Error;
 pub use kernel::Kernel;
-pub use reconcile::{Dataplane, Op, Options, plan, reconcile};
+pub use reconcile::{ConnectionSync, Dataplane, Op, Options, plan, reconcile};
 pub use types::{Dest, DestSettings, Service, ServiceKey, ServiceSettings, Table};

@@ -265,7 +265,10 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Apply { dry_run, prune, .. } => {
             let desired = desired.expect("read above");
-            let options = Options { prune };
+            let options = Options {
+                prune,
+                ..Options::default()
+            };
             let current = k.dump()?;
             let ops = ipvsctl::plan(&desired, &current, options);
             for op in &ops {
@@ -284,7 +287,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Diff { prune, .. } => {
             let desired = desired.expect("read above");
             let current = k.dump()?;
-            let ops = ipvsctl::plan(&desired, &current, Options { prune });
+            let options = Options {
+                prune,
+                ..Options::default()
+            };
+            let ops = ipvsctl::plan(&desired, &current, options);
             for op in &ops {
                 writeln!(out, "{}", save::op_line(op))?;
             }

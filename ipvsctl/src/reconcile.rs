@@ -15,7 +15,9 @@
 //!   deletions, so a service whose real servers are all replaced never
 //!   has none.
 //! - Services the desired table does not name are left alone unless
-//!   `prune` is set: another tool (or person) may own them.
+//!   `prune` is set: another tool (or person) may own them. With a
+//!   `managed` scope, prune deletes only the services in it: a daemon
+//!   that shares the table owns its services, not the whole table.
 //! - Planning against the result of applying a plan gives nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +26,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{DestSettings, ServiceKey, ServiceSettings, Table};
+use crate::types::{DestSettings, ServiceKey, ServiceSettings, SyncDaemon, SyncRole, Table};
 
 /// One change to the table: what a dataplane applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,16 +105,34 @@ impl fmt::Display for Op {
 }
 
 /// How far the reconciler's authority goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
     /// Delete services the desired table does not name.
     pub prune: bool,
+    /// The services the caller owns, when it does not own the whole
+    /// table: one outside this set (and outside the desired table) is
+    /// never changed or deleted, whatever `prune` says. A service
+    /// the desired table names is owned by being named. `None`: every
+    /// service in the table is the caller's.
+    pub managed: Option<BTreeSet<ServiceKey>>,
+}
+
+impl Options {
+    /// Whether `key` is in the managed scope.
+    pub fn manages(&self, key: &ServiceKey) -> bool {
+        self.managed.as_ref().is_none_or(|m| m.contains(key))
+    }
 }
 
 /// The operations that turn `current` into `desired`, in order.
 pub fn plan(desired: &Table, current: &Table, options: Options) -> Vec<Op> {
     let want: BTreeMap<ServiceKey, _> = desired.services.iter().map(|s| (s.key, s)).collect();
-    let have: BTreeMap<ServiceKey, _> = current.services.iter().map(|s| (s.key, s)).collect();
+    let have: BTreeMap<ServiceKey, _> = current
+        .services
+        .iter()
+        .filter(|s| want.contains_key(&s.key) || options.manages(&s.key))
+        .map(|s| (s.key, s))
+        .collect();
     let mut ops = Vec::new();
 
     if options.prune {
@@ -179,6 +199,32 @@ pub trait Dataplane {
     /// Applies the operations in order. On error, the operations the
     /// error does not name may have been applied.
     fn apply(&mut self, ops: &[Op]) -> Result<(), Self::Error>;
+}
+
+/// The kernel's connection synchronisation daemons
+/// (`IPVS_CMD_NEW_DAEMON` / `DEL_DAEMON` / `GET_DAEMON`), driven like the
+/// table: [`crate::kernel::Kernel`] in the kernel,
+/// [`crate::memory::Memory`] in memory.
+///
+/// A trait of its own rather than more calls on [`Dataplane`]:
+/// connection sync is IPVS's own multicast protocol (ip_vs_sync.c), not
+/// part of a table of services, and a dataplane that is a table only
+/// (nftables, XDP) would have nothing honest to put behind it. It shares
+/// the dataplane's error type, so a caller that drives both has one kind
+/// of error.
+pub trait ConnectionSync: Dataplane {
+    /// The daemons running: at most one master and one backup, the
+    /// master first, as `ip_vs_genl_dump_daemons` lists them.
+    fn sync_daemons(&mut self) -> Result<Vec<SyncDaemon>, Self::Error>;
+
+    /// Starts a daemon. Refused when one of that role already runs
+    /// (EEXIST, `start_sync_thread`): a daemon is never changed in place,
+    /// it is stopped and started again.
+    fn start_sync_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), Self::Error>;
+
+    /// Stops the daemon of `role`; refused when none runs (ESRCH,
+    /// `stop_sync_thread`).
+    fn stop_sync_daemon(&mut self, role: SyncRole) -> Result<(), Self::Error>;
 }
 
 /// Dumps, plans and applies; returns what was applied.
@@ -261,13 +307,57 @@ mod tests {
         let current = Table::new(vec![svc(80, &[(1, 1)]), svc(81, &[(1, 1), (2, 1)])]);
         let desired = Table::new(vec![svc(80, &[(1, 1)])]);
         assert!(plan(&desired, &current, Options::default()).is_empty());
-        let ops = plan(&desired, &current, Options { prune: true });
+        let ops = plan(
+            &desired,
+            &current,
+            Options {
+                prune: true,
+                ..Options::default()
+            },
+        );
         // One delete for the service; its destinations go with it.
         assert_eq!(
             ops,
             vec![Op::DelService {
                 key: current.services[1].key
             }]
+        );
+    }
+
+    #[test]
+    fn a_service_outside_the_managed_scope_is_left_alone_even_when_pruning() {
+        let ours = svc(80, &[(1, 1)]);
+        let foreign = svc(81, &[(1, 1), (2, 1)]);
+        let retired = svc(82, &[(1, 1)]);
+        let current = Table::new(vec![ours.clone(), foreign.clone(), retired.clone()]);
+        // The desired table names only ours, with a change; the scope
+        // also holds a service no longer desired (to be deleted).
+        let desired = Table::new(vec![svc(80, &[(1, 7)])]);
+        let options = Options {
+            prune: true,
+            managed: Some([ours.key, retired.key].into()),
+        };
+        let ops = plan(&desired, &current, options);
+        assert!(ops.iter().all(|o| *o.service() != foreign.key), "{ops:?}");
+        assert!(
+            ops.contains(&Op::DelService { key: retired.key }),
+            "{ops:?}"
+        );
+        assert!(
+            ops.iter()
+                .any(|o| matches!(o, Op::EditDest { settings, .. } if settings.weight == 7)),
+            "{ops:?}"
+        );
+        // A desired service is owned by being named, in the scope or not:
+        // it is compared with the table, not added a second time.
+        let options = Options {
+            prune: true,
+            managed: Some(BTreeSet::new()),
+        };
+        let ops = plan(&desired, &current, options);
+        assert!(
+            matches!(ops.as_slice(), [Op::EditDest { service, .. }] if *service == ours.key),
+            "{ops:?}"
         );
     }
 

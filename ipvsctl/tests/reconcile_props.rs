@@ -2,6 +2,7 @@
 //! in-memory dataplane (which refuses what the kernel refuses: adding
 //! what exists, touching what does not).
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
@@ -152,9 +153,9 @@ proptest! {
         current in table(),
         prune in any::<bool>(),
     ) {
-        let options = Options { prune };
+        let options = Options { prune, ..Options::default() };
         let mut dp = Memory::new(&current);
-        let ops = reconcile(&mut dp, &desired, options).expect("no operation refused");
+        let ops = reconcile(&mut dp, &desired, options.clone()).expect("no operation refused");
         let after = dp.dump().unwrap();
         for svc in &desired.services {
             prop_assert_eq!(after.service(&svc.key), Some(svc));
@@ -179,10 +180,70 @@ proptest! {
         prop_assert_eq!(dp.ops_applied, ops.len());
     }
 
+    /// A service outside the managed scope is never touched, even with
+    /// prune: no operation names it and it is the same afterwards. The
+    /// desired services are reached and the managed ones it lacks go
+    /// when pruning.
+    #[test]
+    fn a_service_outside_the_managed_scope_is_never_touched_even_with_prune(
+        desired in table(),
+        current in table(),
+        managed in prop::sample::subsequence(key_pool(), 0..=6),
+        prune in any::<bool>(),
+    ) {
+        let managed: BTreeSet<ServiceKey> = managed.into_iter().collect();
+        let options = Options { prune, managed: Some(managed.clone()) };
+        let mut dp = Memory::new(&current);
+        let ops = reconcile(&mut dp, &desired, options.clone()).expect("no operation refused");
+        let after = dp.dump().unwrap();
+        let owned = |k: &ServiceKey| managed.contains(k) || desired.service(k).is_some();
+        for op in &ops {
+            prop_assert!(owned(op.service()), "{} is outside the scope", op);
+        }
+        for svc in &current.services {
+            if !owned(&svc.key) {
+                prop_assert_eq!(after.service(&svc.key), Some(svc));
+            } else if desired.service(&svc.key).is_none() {
+                prop_assert_eq!(after.service(&svc.key).is_none(), prune);
+            }
+        }
+        for svc in &desired.services {
+            prop_assert_eq!(after.service(&svc.key), Some(svc));
+        }
+        prop_assert!(plan(&desired, &after, options).is_empty());
+    }
+
+    /// With the desired services inside the scope, a scope is the same as
+    /// planning against the current table cut down to it.
+    #[test]
+    fn a_managed_scope_plans_as_the_table_cut_down_to_it(
+        desired in table(),
+        current in table(),
+        extra in prop::sample::subsequence(key_pool(), 0..=6),
+        prune in any::<bool>(),
+    ) {
+        let managed: BTreeSet<ServiceKey> = desired
+            .services
+            .iter()
+            .map(|s| s.key)
+            .chain(extra)
+            .collect();
+        let cut = Table::new(
+            current
+                .services
+                .iter()
+                .filter(|s| managed.contains(&s.key))
+                .cloned()
+                .collect(),
+        );
+        let scoped = plan(&desired, &current, Options { prune, managed: Some(managed) });
+        prop_assert_eq!(scoped, plan(&desired, &cut, Options { prune, managed: None }));
+    }
+
     /// A table against itself is no work at all.
     #[test]
     fn a_table_in_sync_plans_nothing(t in table(), prune in any::<bool>()) {
-        let ops = plan(&t, &t, Options { prune });
+        let ops = plan(&t, &t, Options { prune, ..Options::default() });
         prop_assert!(ops.is_empty());
     }
 
