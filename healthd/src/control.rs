@@ -5,30 +5,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tandem_model::control::{EventLog, error_response};
-use tokio::sync::{mpsc, oneshot};
+use tandem_model::control::EventLog;
+use tandem_model::host::Loop;
+use tokio::sync::mpsc;
 
 use crate::daemon::{Command, Input};
 
-#[derive(Clone)]
-struct Api {
-    tx: mpsc::Sender<Input>,
-}
-
-impl Api {
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, Response> {
-        let (tx, rx) = oneshot::channel();
-        let gone = || error_response(StatusCode::SERVICE_UNAVAILABLE, "healthd is shutting down");
-        self.tx
-            .send(Input::Command(make(tx)))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
-    }
-}
+type Api = Loop<Input>;
 
 /// `GET /status`, `POST /reload`,
 /// `POST /virtual-servers/{vs}/real-servers/{rs}/drain` and `.../enable`,
@@ -42,19 +25,19 @@ pub fn router(tx: mpsc::Sender<Input>, events: &EventLog) -> Router {
             "/virtual-servers/{vs}/real-servers/{rs}/enable",
             post(enable),
         )
-        .with_state(Api { tx })
+        .with_state(Loop::new(tx, "healthd"))
         .merge(events.routes())
 }
 
 async fn status(State(api): State<Api>) -> Response {
-    match api.ask(Command::Status).await {
+    match api.ask(|r| Input::Command(Command::Status(r))).await {
         Ok(s) => Json(s).into_response(),
         Err(r) => r,
     }
 }
 
 async fn reload(State(api): State<Api>) -> Response {
-    match api.ask(Command::Reload).await {
+    match api.ask(|r| Input::Command(Command::Reload(r))).await {
         Ok(Ok(r)) => Json(r).into_response(),
         Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(e)).into_response(),
         Err(r) => r,
@@ -63,11 +46,13 @@ async fn reload(State(api): State<Api>) -> Response {
 
 async fn set_drain(api: Api, vs: String, rs: String, on: bool) -> Response {
     let asked = api
-        .ask(|reply| Command::Drain {
-            virtual_server: vs,
-            real_server: rs,
-            on,
-            reply,
+        .ask(|reply| {
+            Input::Command(Command::Drain {
+                virtual_server: vs,
+                real_server: rs,
+                on,
+                reply,
+            })
         })
         .await;
     match asked {

@@ -51,10 +51,7 @@ pub enum Command {
     },
 }
 
-pub enum Signal {
-    Terminate,
-    Reload,
-}
+pub use tandem_model::host::Signal;
 
 pub enum Input {
     Probe {
@@ -140,10 +137,13 @@ fn save_drains(dir: &Path, drains: &BTreeSet<String>) -> std::io::Result<()> {
 }
 
 pub fn socket_path(opts: &Options, config: &Config) -> PathBuf {
+    config::socket_in(&socket_dir(opts, config), "healthd")
+}
+
+fn socket_dir(opts: &Options, config: &Config) -> PathBuf {
     opts.socket_dir
         .clone()
         .unwrap_or_else(|| config.node.socket_dir.clone())
-        .join("healthd.sock")
 }
 
 pub struct Daemon {
@@ -404,13 +404,9 @@ impl Daemon {
             t.abort();
         }
         if let Some(cs) = &self.config.connection_sync {
-            let dir = self
-                .opts
-                .socket_dir
-                .clone()
-                .unwrap_or_else(|| self.config.node.socket_dir.clone());
+            let dir = socket_dir(&self.opts, &self.config);
             self.vrrp_task = Some(tokio::spawn(crate::vrrp::watch(
-                dir.join("vrrpd.sock"),
+                config::socket_in(&dir, "vrrpd"),
                 cs.instance.clone(),
                 self.tx.clone(),
             )));
@@ -539,28 +535,15 @@ impl Daemon {
     }
 
     fn reload(&mut self) -> Result<ReloadResult, ApiError> {
-        let refuse = |error: String, diagnostics| ApiError { error, diagnostics };
         let new = match config::load(&self.opts.config) {
             Ok(c) => c,
             Err(e) => {
-                let error = match &e {
-                    ConfigError::Invalid(d) => {
-                        format!(
-                            "{} error(s) in {}; running configuration kept",
-                            d.len(),
-                            self.opts.config.display()
-                        )
-                    }
-                    ConfigError::Io { .. } => format!("{e}; running configuration kept"),
-                };
+                let refused = tandem_model::control::refused_reload(&self.opts.config, &e);
                 warn!("reload refused: {e}");
                 self.events.publish(EventKind::ReloadRefused {
-                    error: error.clone(),
+                    error: refused.error.clone(),
                 });
-                return Err(refuse(
-                    error,
-                    e.diagnostics().map(|d| d.0.clone()).unwrap_or_default(),
-                ));
+                return Err(refused);
             }
         };
         let old_keys = self.engine.keys().clone();
@@ -587,10 +570,10 @@ impl Daemon {
             }
             // Validation refuses what the conversion would; kept as the
             // conversion's own guard.
-            Err(e) => Err(refuse(
-                format!("{e}; running configuration kept"),
-                Vec::new(),
-            )),
+            Err(e) => Err(ApiError {
+                error: format!("{e}; running configuration kept"),
+                diagnostics: Vec::new(),
+            }),
         }
     }
 

@@ -1,13 +1,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use healthd::daemon::{Daemon, Input, Options, Signal};
+use healthd::daemon::{Daemon, Input, Options};
 use tandem_model::api::{HealthdStatus, now_millis};
 use tandem_model::config;
 use tandem_model::control::{Client, reload_and_report};
-use tokio::signal::unix::{SignalKind, signal};
+use tandem_model::host::{Host, forward_signals};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -114,7 +113,7 @@ fn main() -> ExitCode {
                 .map(|c| c.node.socket_dir)
                 .unwrap_or_else(|_| config::DEFAULT_SOCKET_DIR.into())
         });
-        return match rt.block_on(client(cmd, dir.join("healthd.sock"))) {
+        return match rt.block_on(client(cmd, config::socket_in(&dir, "healthd"))) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("tandem-healthd: {e:#}");
@@ -146,42 +145,13 @@ fn main() -> ExitCode {
 async fn run(opts: Options) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Input>(16384);
     let daemon = Daemon::new(opts, tx.clone()).await?;
-    let socket = daemon.socket_path();
-    let listener = tandem_model::control::bind(&socket)
-        .await
-        .with_context(|| format!("control socket {}", socket.display()))?;
     let router = healthd::control::router(tx.clone(), &daemon.events());
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = api_stopped.await;
-            })
-            .await
-    });
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let stx = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            let sig = tokio::select! {
-                _ = term.recv() => Signal::Terminate,
-                _ = int.recv() => Signal::Terminate,
-                _ = hup.recv() => Signal::Reload,
-            };
-            if stx.send(Input::Signal(sig)).await.is_err() {
-                return;
-            }
-        }
-    });
-    info!(socket = %socket.display(), "running");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let host = Host::serve(&daemon.socket_path(), router).await?;
+    forward_signals(tx, Input::Signal)?;
+    info!(socket = %host.socket().display(), "running");
+    host.ready();
     let result = daemon.run(rx).await;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = stop_api.send(());
-    let _ = api.await;
-    let _ = std::fs::remove_file(&socket);
+    host.stop().await;
     result.map_err(Into::into)
 }
 

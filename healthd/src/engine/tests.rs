@@ -1,0 +1,256 @@
+use super::*;
+use ipvsctl::reconcile::{Options, plan};
+use std::time::Duration;
+
+const S: Duration = Duration::from_secs(1);
+
+/// Virtual server "web" (192.0.2.10:80, direct routing, sorry server
+/// 10.0.0.99) with a TCP check every second and real servers
+/// 10.0.0.11 (weight 10) and 10.0.0.12 (weight 20). `vs` goes into the
+/// virtual server, `check` into its check (rise, fall), `top` after it.
+pub(crate) fn web_config(vs: &str, check: &str, top: &str) -> Config {
+    tandem_model::config::parse(
+        &format!(
+            r#"
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10:80"
+forwarding = "dr"
+sorry_server = "10.0.0.99"
+{vs}
+[virtual_server.check]
+type = "tcp"
+interval = "1s"
+timeout = "500ms"
+{check}
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+weight = 10
+[[virtual_server.real_server]]
+address = "10.0.0.12"
+weight = 20
+{top}
+"#
+        ),
+        "t.toml",
+    )
+    .unwrap()
+}
+
+fn config(extra_vs: &str) -> Config {
+    web_config(&format!("quorum = 2\n{extra_vs}"), "rise = 1\nfall = 1", "")
+}
+
+fn rs(n: u8) -> SocketAddr {
+    format!("10.0.0.{n}:80").parse().unwrap()
+}
+
+fn weights(t: &Table) -> Vec<(SocketAddr, u32)> {
+    t.services[0]
+        .dests
+        .iter()
+        .map(|d| (d.addr, d.settings.weight))
+        .collect()
+}
+
+fn probe_of(e: &Engine, n: u8) -> ProbeRef {
+    let id = e
+        .subscribers
+        .iter()
+        .position(|subs| subs.iter().any(|(v, r)| e.vss[*v].rs[*r].addr == rs(n)))
+        .unwrap();
+    ProbeRef {
+        generation: e.generation,
+        id: id as u32,
+    }
+}
+
+fn up() -> Outcome {
+    Outcome::up("connected", Duration::from_millis(1))
+}
+
+fn down() -> Outcome {
+    Outcome::down("connection refused", Duration::from_millis(1))
+}
+
+fn with_conns(mut t: Table, n: u8, conns: u32) -> Table {
+    for d in &mut t.services[0].dests {
+        if d.addr == rs(n) {
+            d.counters.active_conns = conns;
+        }
+    }
+    t
+}
+
+#[test]
+fn a_restart_adopts_the_kernel_table_and_changes_nothing() {
+    let c = config("");
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let want = e.desired(t0, &kernel);
+    assert!(plan(&want, &kernel, Options::default()).is_empty());
+    assert!(e.quorum()[0].1);
+}
+
+#[test]
+fn a_failed_server_drains_at_weight_zero_and_then_leaves() {
+    let c = config("");
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let p = probe_of(&e, 11);
+    let ev = e.record(t0, p, down());
+    assert!(
+        matches!(&ev[0], EventKind::RealServerHealth { up: false, reason, .. } if reason == "connection refused")
+    );
+    // With connections: weight 0 (one SET_DEST), not deleted.
+    let busy = with_conns(kernel.clone(), 11, 3);
+    let want = e.desired(t0, &busy);
+    assert_eq!(weights(&want)[..2], [(rs(11), 0), (rs(12), 20)]);
+    let ops = plan(&want, &busy, Options::default());
+    assert_eq!(ops.len(), 2, "{ops:?}"); // weight 0 for .11, and the sorry server joins (quorum 2 lost)
+    // Once idle it leaves.
+    let idle = with_conns(want.clone(), 11, 0);
+    let want = e.desired(t0 + S, &idle);
+    assert!(want.services[0].dest(rs(11)).is_none());
+    // A stuck connection does not hold it past drain_timeout (30 s).
+    let mut e2 = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    e2.record(t0, p, down());
+    let busy = with_conns(kernel.clone(), 11, 3);
+    assert!(e2.desired(t0, &busy).services[0].dest(rs(11)).is_some());
+    assert!(
+        e2.desired(t0 + 31 * S, &busy).services[0]
+            .dest(rs(11))
+            .is_none()
+    );
+}
+
+#[test]
+fn inhibit_on_failure_keeps_a_failed_server_at_weight_zero() {
+    let c = config("inhibit_on_failure = true");
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let p = probe_of(&e, 12);
+    e.record(t0, p, down());
+    let want = e.desired(t0 + 100 * S, &kernel);
+    assert_eq!(want.services[0].dest(rs(12)).unwrap().settings.weight, 0);
+    e.record(t0, p, up());
+    let want = e.desired(t0 + 100 * S, &kernel);
+    assert_eq!(want.services[0].dest(rs(12)).unwrap().settings.weight, 20);
+}
+
+#[test]
+fn the_sorry_server_joins_below_quorum_and_leaves_when_it_is_back() {
+    let c = config("");
+    let t0 = Instant::now();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    let sorry: SocketAddr = "10.0.0.99:80".parse().unwrap();
+    for n in [11, 12] {
+        let p = probe_of(&e, n);
+        e.record(t0, p, up());
+    }
+    assert!(
+        e.desired(t0, &Table::default()).services[0]
+            .dest(sorry)
+            .is_none()
+    );
+    let p = probe_of(&e, 12);
+    let ev = e.record(t0, p, down());
+    assert!(ev.contains(&EventKind::Quorum {
+        virtual_server: "web".into(),
+        met: false,
+        up: 1,
+        quorum: 2
+    }));
+    let t = e.desired(t0, &Table::default());
+    assert_eq!(t.services[0].dest(sorry).unwrap().settings.weight, 1);
+    e.record(t0, p, up());
+    assert!(
+        e.desired(t0, &Table::default()).services[0]
+            .dest(sorry)
+            .is_none()
+    );
+}
+
+#[test]
+fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
+    let c = config("");
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let ev = e.set_drain("web", "10.0.0.11", true).unwrap();
+    assert!(matches!(&ev[0], EventKind::Action { action, .. } if action == "drain"));
+    assert!(
+        ev.iter()
+            .any(|x| matches!(x, EventKind::Quorum { met: false, .. }))
+    );
+    assert_eq!(
+        e.desired(t0, &kernel).services[0]
+            .dest(rs(11))
+            .unwrap()
+            .settings
+            .weight,
+        0
+    );
+    assert!(
+        e.set_drain("web", "10.9.9.9", true)
+            .unwrap_err()
+            .contains("no real server 10.9.9.9")
+    );
+    e.set_drain("web", "10.0.0.11:80", false).unwrap();
+    assert_eq!(
+        e.desired(t0, &kernel).services[0]
+            .dest(rs(11))
+            .unwrap()
+            .settings
+            .weight,
+        10
+    );
+}
+
+#[test]
+fn an_unknown_server_counts_as_the_initial_state() {
+    let t0 = Instant::now();
+    let c = config("initial_state = \"down\"");
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    assert!(
+        e.desired(t0, &Table::default()).services[0]
+            .dest(rs(11))
+            .is_none()
+    );
+    let c = config("");
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    assert!(
+        e.desired(t0, &Table::default()).services[0]
+            .dest(rs(11))
+            .is_some()
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_health_and_schedule_of_unchanged_servers() {
+    let c = config("initial_state = \"down\"");
+    let t0 = Instant::now();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    let p = probe_of(&e, 11);
+    e.record(t0, p, up());
+    let next = e.next_deadline();
+    let stale = p;
+    let mut c2 = c.clone();
+    c2.virtual_servers[0].real_servers[1].weight = 5;
+    let changes = e.reload(&c2, t0, &Table::default()).unwrap();
+    assert_eq!(changes, vec!["virtual server web: changed".to_string()]);
+    assert!(
+        e.desired(t0 + S, &Table::default()).services[0]
+            .dest(rs(11))
+            .is_some(),
+        "still up"
+    );
+    assert_eq!(e.next_deadline(), next, "the schedule carried over");
+    assert!(
+        e.record(t0 + S, stale, down()).is_empty(),
+        "a result of the old generation is dropped"
+    );
+}
