@@ -9,11 +9,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use tandem_model::api::VrrpState;
 use tandem_model::config::Config;
 use tracing::{error, info, warn};
 
-use crate::binding::{Binding, vmac_name};
+use crate::binding::{Binding, managed_vips, masters_vips, vmac_name};
 use crate::daemon::Daemon;
 use crate::input::DaemonError;
 use crate::netlink::{Netlink, NetlinkError, virtual_mac};
@@ -32,15 +31,6 @@ pub enum Keep {
     Nothing,
 }
 
-/// The VIPs vrrpd may remove: every configured instance's but an address
-/// owner's (those are the interface's own addresses).
-fn managed<'a>(bindings: impl Iterator<Item = &'a Binding>) -> Vec<Vip> {
-    bindings
-        .filter(|b| !b.cfg.address_owner)
-        .flat_map(|b| b.vips.iter().cloned())
-        .collect()
-}
-
 /// The instance a VIP belongs to, for logs and counters.
 fn owner<'a>(bindings: impl Iterator<Item = &'a Binding>, v: &Vip) -> Option<&'a Binding> {
     bindings.into_iter().find(|b| {
@@ -56,18 +46,9 @@ impl Daemon {
     pub(crate) async fn sync_vips(&mut self, keep: Keep) {
         let want: Vec<Vip> = match keep {
             Keep::Nothing => Vec::new(),
-            Keep::Masters => self
-                .bindings
-                .iter()
-                .filter(|(id, _)| {
-                    self.node
-                        .get(**id)
-                        .is_some_and(|m| m.inst.state() == VrrpState::Master)
-                })
-                .flat_map(|(_, b)| b.vips.iter().cloned())
-                .collect(),
+            Keep::Masters => masters_vips(&self.node, &self.bindings),
         };
-        let mut managed = managed(self.bindings.values());
+        let mut managed = managed_vips(self.bindings.values());
         managed.extend(self.placed.iter().cloned());
         let mut plane = KernelAddresses::new(&self.nl);
         let outcome = vip::sync(&mut plane, &want, &managed).await;
@@ -206,7 +187,7 @@ pub async fn release(config: &Config) -> Result<Released, DaemonError> {
     let nl = Netlink::connect()?;
     let mut out = Released::default();
     let bindings: Vec<Binding> = config.vrrp_instances.iter().map(Binding::new).collect();
-    let managed = managed(bindings.iter());
+    let managed = managed_vips(bindings.iter());
     let outcome = vip::sync(&mut KernelAddresses::new(&nl), &[], &managed).await;
     let name_of =
         |v: &Vip| owner(bindings.iter(), v).map_or("-".to_string(), |b| b.cfg.name.clone());

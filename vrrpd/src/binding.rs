@@ -4,17 +4,18 @@
 //! functions: the adapters (links, rx, announce) read it, nothing here
 //! does I/O but reading a tracked file.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use tandem_model::api::{self, InstanceCounters};
+use tandem_model::api::{self, InstanceCounters, VrrpState};
 use tandem_model::config::{Config, VrrpInstance};
 use tracing::warn;
 
 use crate::fsm::{Instance, Params};
 use crate::input::PortKey;
 use crate::netlink::IfAddr;
-use crate::node::Member;
+use crate::node::{InstanceId, Member, Node};
 use crate::packet::{V2Auth, Version};
 use crate::socket::destinations;
 use crate::track::{TrackKind, TrackValue, Tracker};
@@ -252,4 +253,34 @@ pub fn build(config: &Config, cfg: &VrrpInstance) -> (Member, Binding) {
     let b = Binding::new(cfg);
     let tr = trackers(config, &b, &|_, _| None);
     (Member::new(&cfg.name, Instance::new(params(cfg)), tr), b)
+}
+
+/// Every master's VIPs: what the interfaces should hold now.
+pub fn masters_vips(node: &Node, bindings: &BTreeMap<InstanceId, Binding>) -> Vec<Vip> {
+    bindings
+        .iter()
+        .filter(|(id, _)| {
+            node.get(**id)
+                .is_some_and(|m| m.inst.state() == VrrpState::Master)
+        })
+        .flat_map(|(_, b)| b.vips.iter().cloned())
+        .collect()
+}
+
+/// The VIPs vrrpd may remove: every configured instance's but an address
+/// owner's (those are the interface's own addresses).
+pub fn managed_vips<'a>(bindings: impl Iterator<Item = &'a Binding>) -> Vec<Vip> {
+    bindings
+        .filter(|b| !b.cfg.address_owner)
+        .flat_map(|b| b.vips.iter().cloned())
+        .collect()
+}
+
+/// The instances whose interface is `ifname`.
+pub fn on_interface(bindings: &BTreeMap<InstanceId, Binding>, ifname: &str) -> Vec<InstanceId> {
+    bindings
+        .iter()
+        .filter(|(_, b)| b.cfg.interface == ifname)
+        .map(|(id, _)| *id)
+        .collect()
 }

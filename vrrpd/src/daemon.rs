@@ -33,7 +33,7 @@ use crate::input::{Command, DaemonError, Input, Options, PortKey, Signal};
 use crate::links::Port;
 use crate::netlink::{Link, LinkEvent, Netlink};
 use crate::node::{InstanceId, Node, Out};
-use crate::packet::{Advert, ipv4_packet};
+use crate::packet::ipv4_packet;
 use crate::reload::{self, Change};
 use crate::socket::{Icmpv6Socket, PacketSocket};
 use crate::track::{TrackKind, TrackValue};
@@ -452,14 +452,7 @@ impl Daemon {
             debug!(instance = %rt.cfg.name, "no socket: advert not sent");
             return;
         };
-        let p = m.inst.params();
-        let adv = Advert {
-            version: p.version,
-            vrid: p.vrid,
-            priority,
-            interval: rt.cfg.advert_interval,
-            addresses: p.addresses.clone(),
-        };
+        let adv = m.inst.advert(priority);
         for dst in rt.dests.clone() {
             let msg = adv.encode_authenticated(src, dst, &rt.auth);
             let sent = match (src, dst) {

@@ -12,11 +12,11 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::addresses::RETRY;
-use crate::binding::source_address;
+use crate::binding::{on_interface, source_address};
 use crate::daemon::Daemon;
 use crate::input::{Input, PortKey};
 use crate::netlink::{IfAddr, Netlink, NetlinkError, virtual_mac};
-use crate::node::{InstanceId, Out};
+use crate::node::Out;
 use crate::socket::VrrpSocket;
 use crate::track::{TrackKind, TrackValue};
 use crate::vmac;
@@ -96,13 +96,7 @@ impl Daemon {
             .flat_map(|r| r.vips.iter().map(|v| v.addr))
             .collect();
         let mut outs = Vec::new();
-        let on_this: Vec<InstanceId> = self
-            .bindings
-            .iter()
-            .filter(|(_, b)| b.cfg.interface == name)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in on_this {
+        for id in on_interface(&self.bindings, name) {
             let b = self.bindings.get_mut(&id).expect("listed");
             let src = source_address(b, &addrs, &all_vips);
             if src != b.src {

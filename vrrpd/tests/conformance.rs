@@ -217,14 +217,7 @@ impl World {
             );
             return;
         };
-        let p = m.inst.params();
-        let adv = Advert {
-            version: p.version,
-            vrid: p.vrid,
-            priority,
-            interval: b.cfg.advert_interval,
-            addresses: p.addresses.clone(),
-        };
+        let adv = m.inst.advert(priority);
         let mut lines = Vec::new();
         for dst in &b.dests {
             lines.push(vec![
@@ -247,22 +240,8 @@ impl World {
     /// The reconciler with every master's VIPs wanted and every
     /// non-owner VIP managed, as the daemon runs it on each address action.
     fn sync_vips(&mut self, at: Duration) {
-        let want: Vec<Vip> = self
-            .bindings
-            .iter()
-            .filter(|(id, _)| {
-                self.node
-                    .get(**id)
-                    .is_some_and(|m| m.inst.state() == VrrpState::Master)
-            })
-            .flat_map(|(_, b)| b.vips.iter().cloned())
-            .collect();
-        let managed: Vec<Vip> = self
-            .bindings
-            .values()
-            .filter(|b| !b.cfg.address_owner)
-            .flat_map(|b| b.vips.iter().cloned())
-            .collect();
+        let want = binding::masters_vips(&self.node, &self.bindings);
+        let managed = binding::managed_vips(self.bindings.values());
         let outcome = futures::executor::block_on(vip::sync(&mut self.plane, &want, &managed));
         for op in &outcome.applied {
             let (what, v) = match op {
@@ -337,13 +316,7 @@ impl World {
         let mut outs = Vec::new();
         let ifnames: BTreeSet<String> = self.plane.have.keys().cloned().collect();
         for name in ifnames {
-            let on_this: Vec<InstanceId> = self
-                .bindings
-                .iter()
-                .filter(|(_, b)| b.cfg.interface == name)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in on_this {
+            for id in binding::on_interface(&self.bindings, &name) {
                 let src = self.bindings[&id].src;
                 outs.extend(self.apply_local_addr(now, id, src));
             }

@@ -155,6 +155,17 @@ impl Instance {
         }
     }
 
+    /// The advert this instance sends with `priority` (its own, or 0).
+    pub fn advert(&self, priority: u8) -> Advert {
+        Advert {
+            version: self.params.version,
+            vrid: self.params.vrid,
+            priority,
+            interval: self.params.advert_interval,
+            addresses: self.params.addresses.clone(),
+        }
+    }
+
     pub fn params(&self) -> &Params {
         &self.params
     }
