@@ -171,6 +171,7 @@ fn sent(name: &str) -> Vec<u8> {
 /// `netlink_rcv_skb` skips it after `netlink_dump_start`), where
 /// `ipvsctl::Kernel` asks none of a dump and one per batch of changes.
 fn framed_like(sent: &[u8], cmd: u8, attrs: &[u8]) -> Vec<u8> {
+    assert_eq!(nlmsg_type(sent), ipvs_family(), "not an IPVS request");
     let flags = nlmsg_flags(sent);
     assert!(
         flags == NLM_F_REQUEST | NLM_F_ACK || flags == NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP,
@@ -261,9 +262,9 @@ fn dest_key_only(m: &[u8]) -> Vec<u8> {
 }
 
 /// An IPv4 real server's 16-byte address with the 12 bytes after its 4
-/// zeroed. ipvsadm leaves there what its parser left in the
-/// `nf_inet_addr` union (in `add_dest_tun_v4_in_v6`, the end of the IPv6
-/// virtual address parsed before it); the kernel keeps the 4 bytes
+/// zeroed. ipvsadm leaves there whatever its `nf_inet_addr` held before
+/// (in `add_dest_tun_v4_in_v6`, the end of the IPv6 virtual address,
+/// `::1`); the kernel keeps the 4 bytes
 /// (`ip_vs_addr_copy` in `ip_vs_new_dest`) and answers zeros after them
 /// (`list_udp_v6.get_dest.reply`). The codec writes zeros.
 fn ipv4_dest_addr_tail_zeroed(m: &[u8]) -> Vec<u8> {
