@@ -209,15 +209,20 @@ fn put_dest_key(a: &mut Attrs, addr: SocketAddr) {
     a.be16(DEST_PORT, addr.port());
 }
 
+/// A full destination entry. The kernel reads the attributes in any order
+/// (`nla_parse_nested`); these come in the order ipvsadm writes them
+/// (`ipvs_nl_fill_dest_attr` in its libipvs) and the kernel fills its own
+/// replies (`ip_vs_genl_fill_dest`), so that a request compares byte for
+/// byte with ipvsadm's (tests/kernel_golden.rs).
 fn put_dest(a: &mut Attrs, addr: SocketAddr, d: &DestSettings) {
     put_dest_key(a, addr);
     a.u32(DEST_FWD_METHOD, d.forwarding.code());
     a.u32(DEST_WEIGHT, d.weight);
-    a.u32(DEST_U_THRESH, d.upper_threshold);
-    a.u32(DEST_L_THRESH, d.lower_threshold);
     a.u8(DEST_TUN_TYPE, d.tunnel.kind.code());
     a.be16(DEST_TUN_PORT, d.tunnel.port);
     a.u16(DEST_TUN_FLAGS, d.tunnel.checksum.flags());
+    a.u32(DEST_U_THRESH, d.upper_threshold);
+    a.u32(DEST_L_THRESH, d.lower_threshold);
 }
 
 /// The command and attributes of one operation.
@@ -296,7 +301,10 @@ pub fn timeouts_request(t: &Timeouts) -> Vec<u8> {
     a.into_bytes()
 }
 
-/// `IPVS_CMD_NEW_DAEMON`.
+/// `IPVS_CMD_NEW_DAEMON`, the attributes in the order of ipvsadm's
+/// `ipvs_start_daemon` and the kernel's `ip_vs_genl_fill_daemon` (the
+/// group last). The port is host order: the kernel reads it with
+/// `nla_get_u16` and swaps it itself (`ip_vs_sync.c`).
 pub fn daemon_start_request(d: &SyncDaemon) -> Vec<u8> {
     let mut a = Attrs::new();
     a.nested(CMD_ATTR_DAEMON, |n| {
@@ -306,6 +314,12 @@ pub fn daemon_start_request(d: &SyncDaemon) -> Vec<u8> {
         if let Some(v) = d.max_len {
             n.u16(DAEMON_SYNC_MAXLEN, v);
         }
+        if let Some(v) = d.port {
+            n.u16(DAEMON_MCAST_PORT, v);
+        }
+        if let Some(v) = d.ttl {
+            n.u8(DAEMON_MCAST_TTL, v);
+        }
         match d.group {
             Some(IpAddr::V4(g)) => {
                 n.bytes(DAEMON_MCAST_GROUP, &g.octets());
@@ -314,12 +328,6 @@ pub fn daemon_start_request(d: &SyncDaemon) -> Vec<u8> {
                 n.bytes(DAEMON_MCAST_GROUP6, &g.octets());
             }
             None => {}
-        }
-        if let Some(v) = d.port {
-            n.u16(DAEMON_MCAST_PORT, v);
-        }
-        if let Some(v) = d.ttl {
-            n.u8(DAEMON_MCAST_TTL, v);
         }
     });
     a.into_bytes()
