@@ -199,7 +199,7 @@ pub fn classify<'a>(msg: &Message<'a>) -> Result<Reply<'a>, CodecError> {
                 }
             }
             Ok(Reply::Error {
-                errno: -code,
+                errno: code.saturating_neg(),
                 message,
             })
         }
@@ -211,7 +211,7 @@ pub fn classify<'a>(msg: &Message<'a>) -> Result<Reply<'a>, CodecError> {
             };
             if code < 0 {
                 Ok(Reply::Error {
-                    errno: -code,
+                    errno: code.saturating_neg(),
                     message: None,
                 })
             } else {
@@ -385,5 +385,22 @@ mod tests {
         let mut out = Vec::new();
         put_request(&mut out, 32, 1, 1, 1, 1, &[0; 8]);
         assert!(messages(&out[..out.len() - 4]).is_err());
+    }
+
+    #[test]
+    fn an_errno_that_cannot_be_negated_is_an_error_not_a_panic() {
+        // Found by fuzzing: -i32::MIN overflows. The kernel never sends it;
+        // a corrupt buffer may.
+        let mut done = vec![0x14, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        done.extend_from_slice(&i32::MIN.to_ne_bytes());
+        assert!(matches!(
+            classify(&messages(&done).unwrap()[0]),
+            Ok(Reply::Error { .. })
+        ));
+        let err = error_message(i32::MIN, NLM_F_CAPPED, &[]);
+        assert!(matches!(
+            classify(&messages(&err).unwrap()[0]),
+            Ok(Reply::Error { .. })
+        ));
     }
 }

@@ -333,6 +333,12 @@ impl Advert {
                         return Err(Drop::Password);
                     }
                 }
+                // RFC 3768 5.3.7: whole seconds, from 1. No VRRPv2 router
+                // can be configured to send 0 (found by fuzzing: it decoded
+                // to an advert no encoder could write back).
+                if msg[5] == 0 {
+                    return Err(Drop::Interval);
+                }
                 Duration::from_secs(u64::from(msg[5]))
             }
         };
@@ -611,6 +617,17 @@ mod tests {
             Advert::decode_authenticated(&short, src, dst, &pass),
             Err(Drop::Password)
         );
+    }
+
+    #[test]
+    fn a_v2_advert_interval_of_zero_is_dropped() {
+        let (src, dst) = (v4("10.0.0.1"), v4("224.0.0.18"));
+        let mut m = v2_advert().encode(src, dst);
+        m[5] = 0;
+        m[6..8].copy_from_slice(&[0, 0]);
+        let sum = checksum(&[&m]);
+        m[6..8].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(Advert::decode(&m, src, dst), Err(Drop::Interval));
     }
 
     #[test]
