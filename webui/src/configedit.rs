@@ -22,9 +22,11 @@ pub fn version(text: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses and validates `text` as the file at `origin` would be.
+/// Parses and validates `text` as the file at `origin` would be: a
+/// cluster file for every node, resolved for this director.
 pub fn validate(text: &str, origin: &str) -> Result<Config, Vec<Diagnostic>> {
-    match config::parse(text, origin) {
+    let me = config::cluster::identity(Path::new(origin));
+    match config::parse_as(text, origin, me.as_deref()) {
         Ok(c) => Ok(c),
         Err(ConfigError::Invalid(d)) => Err(d.0),
         Err(e @ ConfigError::Io { .. }) => unreachable!("parsing text reads no file: {e}"),
