@@ -10,32 +10,25 @@
 //!
 //! The adapters around them: [`socket`] (raw sockets), [`timer`] (the
 //! loop's timerfd), [`netlink`] (links and addresses), [`healthd`] (quorum
-//! from healthd), and the event loop [`daemon`] with its rooms:
-//! [`input`] (what it is told), [`links`] (links, sockets, and the
-//! macvlans through [`vmac`]), [`rx`] (receive checks),
-//! [`addresses`] (the VIPs through [`vip`], and `release`),
-//! [`announce`], [`trackers`], [`status`]; [`control`] (the control API)
-//! and [`report`] (status for a terminal).
+//! from healthd), [`input`] (what the loop is told), and the event loop
+//! [`daemon`] with its rooms (`daemon::links`: links, sockets and the
+//! macvlans through [`vmac`]; `rx`: receive checks; `addresses`: the VIPs
+//! through [`vip`], and `release`; `announce`, `trackers`, `status`);
+//! [`control`] (the control API) and [`report`] (status for a terminal).
 
-pub mod addresses;
-pub mod announce;
 pub mod binding;
 pub mod control;
 pub mod daemon;
 pub mod fsm;
 pub mod healthd;
 pub mod input;
-pub mod links;
 pub mod netlink;
 pub mod node;
 pub mod packet;
 pub mod reload;
 pub mod report;
-pub mod rx;
 pub mod socket;
-pub mod status;
 pub mod timer;
 pub mod track;
-pub mod trackers;
 pub mod vip;
 pub mod vmac;

@@ -179,7 +179,7 @@ async fn release(config_path: &std::path::Path, socket: PathBuf) -> anyhow::Resu
             socket.display()
         );
     }
-    let released = vrrpd::addresses::release(&config).await?;
+    let released = vrrpd::daemon::addresses::release(&config).await?;
     for line in &released.removed {
         println!("released {line}");
     }

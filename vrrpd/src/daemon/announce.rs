@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::daemon::Daemon;
+use super::Daemon;
 use crate::node::InstanceId;
 use crate::packet::{garp_frame, unsolicited_na};
 use crate::socket::{Icmpv6Socket, PacketSocket};

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tandem_model::config::Config;
 use tracing::{error, info, warn};
 
+use super::Daemon;
 use crate::binding::{Binding, managed_vips, masters_vips, vmac_name};
-use crate::daemon::Daemon;
 use crate::input::DaemonError;
 use crate::netlink::{Netlink, NetlinkError, virtual_mac};
 use crate::vip::{self, Addresses, Have, Op, Vip};

@@ -11,8 +11,8 @@ use tandem_model::exec::{self, RunAs};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info};
 
+use super::Daemon;
 use crate::binding::read_track_file;
-use crate::daemon::Daemon;
 use crate::input::Input;
 use crate::node::Out;
 use crate::track::{RiseFall, ScriptResult, TrackKind, TrackValue};

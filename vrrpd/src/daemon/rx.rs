@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tracing::{debug, warn};
 
-use crate::daemon::Daemon;
+use super::Daemon;
 use crate::input::PortKey;
 use crate::node::{InstanceId, Out};
 use crate::packet::{self, Advert, Drop};

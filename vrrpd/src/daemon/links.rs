@@ -11,9 +11,9 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::addresses::RETRY;
+use super::Daemon;
+use super::addresses::RETRY;
 use crate::binding::{on_interface, source_address};
-use crate::daemon::Daemon;
 use crate::input::{Input, PortKey};
 use crate::netlink::{IfAddr, Netlink, NetlinkError, virtual_mac};
 use crate::node::Out;

@@ -8,7 +8,7 @@ use tandem_model::api::{
 };
 use tandem_model::config::Family;
 
-use crate::daemon::Daemon;
+use super::Daemon;
 use crate::node::InstanceId;
 
 impl Daemon {

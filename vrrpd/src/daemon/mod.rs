@@ -4,11 +4,11 @@
 //! timers are the state machines' deadlines. Nothing else writes state,
 //! so nothing locks.
 //!
-//! The loop's rooms: [`crate::links`] (links, sockets, virtual MACs),
-//! [`crate::rx`] (receive checks), [`crate::addresses`] (the VIPs through
-//! their reconciler), [`crate::announce`], [`crate::trackers`],
-//! [`crate::status`]; a reload is planned by [`crate::reload`] and
-//! carried out here.
+//! The loop's rooms, each an `impl Daemon` of its own: [`links`] (links,
+//! sockets, the virtual-MAC macvlans), [`rx`] (receive checks),
+//! [`addresses`] (the VIPs through their reconciler, and `release`),
+//! [`announce`], [`trackers`], [`status`]; a reload is planned by
+//! [`crate::reload`] and carried out by `reconfigure`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -16,29 +16,34 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_model::api::{
-    self, ApiError, DaemonInfo, EventKind, ReloadResult, VrrpState, now_millis,
-};
-use tandem_model::config::{self, Config, ConfigError};
+use tandem_model::api::{self, DaemonInfo, EventKind, VrrpState, now_millis};
+use tandem_model::config::{self, Config};
 use tandem_model::control::{CommandError, EventLog};
 use tandem_model::exec;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::addresses::Keep;
-use crate::binding::{self, Binding, params, trackers};
+use crate::binding::{self, Binding};
 use crate::fsm::Action;
 use crate::input::{Command, DaemonError, Input, Options, PortKey, Signal};
-use crate::links::Port;
 use crate::netlink::{Link, LinkEvent, Netlink};
 use crate::node::{InstanceId, Node, Out};
 use crate::packet::ipv4_packet;
-use crate::reload::{self, Change};
 use crate::socket::{Icmpv6Socket, PacketSocket};
 use crate::track::{TrackKind, TrackValue};
-use crate::trackers::ScriptRt;
 use crate::vip::Vip;
+use addresses::Keep;
+use links::Port;
+use trackers::ScriptRt;
+
+pub mod addresses;
+pub mod announce;
+pub mod links;
+mod reconfigure;
+pub mod rx;
+pub mod status;
+pub mod trackers;
 
 /// How long the loop sleeps when no state machine has a deadline.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -514,115 +519,10 @@ impl Daemon {
             }
         }
     }
-
-    /// Carries out [`reload::plan`]: an unchanged instance is not touched
-    /// (no flap); a changed one is reconfigured in place when it stays the
-    /// same virtual router, replaced otherwise.
-    async fn reload(&mut self, now: Instant) -> (Result<ReloadResult, ApiError>, Vec<Out>) {
-        let new = match config::load(&self.opts.config) {
-            Ok(c) => c,
-            Err(e) => return (Err(self.refuse_reload(e)), Vec::new()),
-        };
-        let plan = reload::plan(&self.config, &new);
-
-        // What goes away, or changes identity, stops first.
-        let stopping: Vec<InstanceId> = plan.stopping().filter_map(|n| self.node.id(n)).collect();
-        let outs = self.node.shutdown_some(now, &stopping, false);
-        self.execute(outs, now).await;
-        for id in stopping {
-            self.node.remove(id);
-            self.bindings.remove(&id);
-        }
-
-        let mut outs = Vec::new();
-        let mut started = Vec::new();
-        for step in &plan.steps {
-            let Some(cfg) = new.vrrp_instance(&step.instance) else {
-                continue;
-            };
-            match &step.change {
-                Change::Unchanged | Change::Remove | Change::Replace => {}
-                Change::Add => {
-                    let (member, b) = binding::build(&new, cfg);
-                    let id = self.node.add(member);
-                    self.bindings.insert(id, b);
-                    started.push(id);
-                }
-                Change::Reconfigure(_) => {
-                    let Some(id) = self.node.id(&cfg.name) else {
-                        continue;
-                    };
-                    let (Some(old), Some(member)) =
-                        (self.bindings.remove(&id), self.node.get_mut(id))
-                    else {
-                        continue;
-                    };
-                    let mut fresh = Binding::new(cfg);
-                    fresh.counters = old.counters;
-                    fresh.last_transition = old.last_transition;
-                    fresh.src = old.src;
-                    fresh.ip_id = old.ip_id;
-                    let known = member.trackers.clone();
-                    member.trackers = trackers(&new, &fresh, &|k, n| {
-                        known
-                            .iter()
-                            .find(|t| t.kind == k && t.name == n)
-                            .map(|t| t.value)
-                    });
-                    let actions = member.inst.reconfigure(now, params(cfg));
-                    outs.extend(actions.into_iter().map(|a| Out::Instance(id, a)));
-                    self.bindings.insert(id, fresh);
-                }
-            }
-        }
-        self.config = new;
-        self.node.set_groups(&groups(&self.config));
-        // Sockets, links and trackers for what is new.
-        for name in self.interfaces() {
-            outs.extend(self.refresh_link(&name, now).await);
-        }
-        let open: Vec<PortKey> = self.ports.keys().cloned().collect();
-        for key in open {
-            if !self.bindings.values().any(|b| b.uses(&key)) {
-                if let Some(p) = self.ports.remove(&key) {
-                    p.close();
-                }
-            }
-        }
-        self.refilter_ports();
-        self.start_trackers();
-        outs.extend(self.node.start(now, &started));
-        // A master whose list changed: the new addresses first, then the
-        // dropped ones go; the rest stay as they are.
-        self.sync_vips(Keep::Masters).await;
-
-        self.info.config_loaded_at = now_millis();
-        self.info.node = self.config.node_name();
-        self.events.set_node(&self.info.node);
-        let changes = plan.changes();
-        let unchanged = plan.unchanged();
-        info!(
-            "reloaded: {} change(s), {unchanged} unchanged",
-            changes.len()
-        );
-        self.events.publish(EventKind::Reloaded {
-            changes: changes.clone(),
-        });
-        (Ok(ReloadResult { changes, unchanged }), outs)
-    }
-
-    fn refuse_reload(&self, e: ConfigError) -> ApiError {
-        let refused = tandem_model::control::refused_reload(&self.opts.config, &e);
-        warn!("reload refused: {e}");
-        self.events.publish(EventKind::ReloadRefused {
-            error: refused.error.clone(),
-        });
-        refused
-    }
 }
 
 /// The sync groups of `config` as the node takes them.
-fn groups(config: &Config) -> Vec<(String, Vec<String>)> {
+pub(crate) fn groups(config: &Config) -> Vec<(String, Vec<String>)> {
     config
         .vrrp_sync_groups
         .iter()
