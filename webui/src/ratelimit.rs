@@ -1,7 +1,13 @@
-//! Login attempts, sans IO: failures are counted per source address and
-//! per user name in a sliding window; past the limit, attempts are refused
-//! (without checking the password) until the oldest failure leaves the
-//! window.
+//! Login attempts, sans IO: failures are counted per source address, and
+//! per user name from that address, in a sliding window; past a limit,
+//! attempts are refused (without checking the password) until the oldest
+//! failure leaves the window.
+//!
+//! A user name is limited per address, not everywhere: counted across
+//! addresses, anyone who can reach the login page could lock the real
+//! admin out by failing five times with its name. Guessing one name from
+//! many addresses is paid for by argon2's cost per attempt and by each
+//! address's own limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -11,7 +17,8 @@ use tandem_model::api::UnixMillis;
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub window_ms: u64,
-    /// Failed attempts allowed for one user name in the window.
+    /// Failed attempts allowed for one user name from one address in the
+    /// window.
     pub per_user: usize,
     /// Failed attempts allowed from one address in the window (higher:
     /// several operators may sit behind one NAT).
@@ -47,7 +54,7 @@ impl std::fmt::Display for Blocked {
 #[derive(Default)]
 pub struct RateLimiter {
     limits: Limits,
-    users: HashMap<String, VecDeque<UnixMillis>>,
+    users: HashMap<(String, IpAddr), VecDeque<UnixMillis>>,
     addresses: HashMap<IpAddr, VecDeque<UnixMillis>>,
 }
 
@@ -62,7 +69,12 @@ impl RateLimiter {
     /// Whether an attempt for `user` from `addr` may be checked now.
     pub fn check(&mut self, addr: IpAddr, user: &str, now: UnixMillis) -> Result<(), Blocked> {
         let window = self.limits.window_ms;
-        let by_user = blocked(self.users.get_mut(user), self.limits.per_user, window, now);
+        let by_user = blocked(
+            self.users.get_mut(&(user.to_string(), addr)),
+            self.limits.per_user,
+            window,
+            now,
+        );
         let by_addr = blocked(
             self.addresses.get_mut(&addr),
             self.limits.per_address,
@@ -80,16 +92,17 @@ impl RateLimiter {
     pub fn failed(&mut self, addr: IpAddr, user: &str, now: UnixMillis) {
         self.prune(now);
         self.users
-            .entry(user.to_string())
+            .entry((user.to_string(), addr))
             .or_default()
             .push_back(now);
         self.addresses.entry(addr).or_default().push_back(now);
     }
 
-    /// A successful login clears the user's failures (not the address's:
-    /// one good account must not unlock guessing at the others).
-    pub fn succeeded(&mut self, user: &str) {
-        self.users.remove(user);
+    /// A successful login clears the user's failures from that address
+    /// (not the address's: one good account must not unlock guessing at
+    /// the others).
+    pub fn succeeded(&mut self, addr: IpAddr, user: &str) {
+        self.users.remove(&(user.to_string(), addr));
     }
 
     /// Drops what left the window, so names never tried again do not stay.
@@ -147,15 +160,28 @@ mod tests {
             assert!(r.check(A, "ada", t * 1000).is_ok());
             r.failed(A, "ada", t * 1000);
         }
-        // Blocked from any address, for the rest of the first failure's window.
+        // Blocked from A, for the rest of the first failure's window.
         assert_eq!(
-            r.check(B, "ada", 10_000),
+            r.check(A, "ada", 10_000),
             Err(Blocked {
                 retry_after_secs: 50
             })
         );
-        assert!(r.check(B, "bob", 10_000).is_ok());
         assert!(r.check(A, "ada", 60_000).is_ok());
+    }
+
+    #[test]
+    fn failures_from_one_address_never_lock_the_user_out_elsewhere() {
+        let mut r = RateLimiter::new(limits());
+        // An attacker at A fails with the admin's name until A is blocked.
+        for t in 0..10 {
+            if r.check(A, "ada", t).is_ok() {
+                r.failed(A, "ada", t);
+            }
+        }
+        assert!(r.check(A, "ada", 20).is_err());
+        // The admin, from B, is checked as ever.
+        assert!(r.check(B, "ada", 20).is_ok());
     }
 
     #[test]
@@ -176,7 +202,7 @@ mod tests {
         for _ in 0..2 {
             r.failed(A, "ada", 0);
         }
-        r.succeeded("ada");
+        r.succeeded(A, "ada");
         r.failed(A, "ada", 1);
         r.failed(A, "ada", 2);
         assert!(r.check(A, "ada", 3).is_ok(), "2 failures since the success");

@@ -134,7 +134,7 @@ async fn basic_login(
     let now = app.now();
     match found {
         Some(u) => {
-            app.limiter.lock().unwrap().succeeded(name);
+            app.limiter.lock().unwrap().succeeded(addr, name);
             app.basic
                 .lock()
                 .unwrap()

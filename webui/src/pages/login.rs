@@ -140,7 +140,7 @@ pub async fn login(
             "Wrong user name or password.".into(),
         );
     };
-    app.limiter.lock().unwrap().succeeded(&f.name);
+    app.limiter.lock().unwrap().succeeded(caller.addr, &f.name);
     let timeout = app.settings.read().unwrap().session_timeout_ms;
     let id = app.sessions.lock().unwrap().login(
         caller.session_id.as_deref(),
