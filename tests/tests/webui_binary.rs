@@ -37,22 +37,49 @@ fn hash_password_reads_stdin_and_prints_a_hash_that_verifies() {
     tandem_model::config::parse(&cfg, "t.toml").expect("a valid user");
 }
 
-#[test]
-fn it_refuses_to_listen_beyond_loopback_without_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tandem.toml");
-    std::fs::write(&config, "[node]\nname = \"lb1\"\n").unwrap();
+/// Starts the web UI with `config` on 0.0.0.0 and returns what it said
+/// when it refused.
+fn refused_beyond_loopback(config: &std::path::Path) -> String {
     let out = Command::new(binary("tandem-webui"))
         .args(["--config", config.to_str().unwrap()])
         .args(["--listen", "0.0.0.0:0"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn it_refuses_to_listen_beyond_loopback_without_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(&config, "[node]\nname = \"lb1\"\n").unwrap();
+    let err = refused_beyond_loopback(&config);
     assert!(
         err.contains("no [[webui.user]] is defined") && err.contains("hash-password"),
         "{err}"
     );
+}
+
+#[test]
+fn it_refuses_plain_http_beyond_loopback_once_users_log_in() {
+    let hash = webui::auth::hash_password("s3cret").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tandem.toml");
+    let users =
+        format!("[[webui.user]]\nname = \"ada\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n");
+    std::fs::write(&config, format!("[node]\nname = \"lb1\"\n\n{users}")).unwrap();
+    let err = refused_beyond_loopback(&config);
+    assert!(
+        err.contains("over plain HTTP") && err.contains("plain_http = true"),
+        "{err}"
+    );
+    // In the file, the same; said on purpose, it is accepted.
+    let beyond = format!("[webui]\nlisten = \"0.0.0.0:8080\"\n{users}");
+    let e = tandem_model::config::parse(&beyond, "t.toml").unwrap_err();
+    assert!(e.to_string().contains("over plain HTTP"), "{e}");
+    let said = beyond.replace("[webui]\n", "[webui]\nplain_http = true\n");
+    tandem_model::config::parse(&said, "t.toml").unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

@@ -165,6 +165,9 @@ fn read_hidden(prompt: &str) -> anyhow::Result<String> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let listen = args.listen.unwrap_or(cfg.webui.listen);
+    if let Some(why) = cfg.webui.plain_http_refusal(listen) {
+        bail!("{why}");
+    }
     if cfg.webui.users.is_empty() {
         if !listen.ip().is_loopback() {
             bail!(

@@ -787,8 +787,27 @@ pub struct WebUi {
     pub tls_key: Option<PathBuf>,
     #[serde(default = "default_session_timeout", with = "duration")]
     pub session_timeout: Duration,
+    /// Serve plain HTTP beyond loopback although users log in: their
+    /// passwords and session cookies then cross the network in clear.
+    /// Without it such a listen is refused (use `tls_cert`/`tls_key`).
+    #[serde(default)]
+    pub plain_http: bool,
     #[serde(default, rename = "user", skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<WebUser>,
+}
+
+impl WebUi {
+    /// Why listening on `listen` would send logins in clear text, unless
+    /// the operator said so (`plain_http`): reachable from other hosts,
+    /// users who log in, no TLS.
+    pub fn plain_http_refusal(&self, listen: SocketAddr) -> Option<String> {
+        let tls = self.tls_cert.is_some() && self.tls_key.is_some();
+        (!listen.ip().is_loopback() && !self.users.is_empty() && !tls && !self.plain_http).then(|| {
+            format!(
+                "listen {listen} is reachable from other hosts over plain HTTP: passwords and session cookies would cross the network in clear; set tls_cert and tls_key, or plain_http = true to accept that"
+            )
+        })
+    }
 }
 
 impl Default for WebUi {
@@ -798,6 +817,7 @@ impl Default for WebUi {
             tls_cert: None,
             tls_key: None,
             session_timeout: default_session_timeout(),
+            plain_http: false,
             users: Vec::new(),
         }
     }

@@ -1181,6 +1181,9 @@ fn webui(v: &mut V<'_>, w: &WebUi) {
             ),
         );
     }
+    if let Some(why) = w.plain_http_refusal(w.listen) {
+        v.err(p![T, "listen"], why);
+    }
     if !w.listen.ip().is_loopback() && w.users.is_empty() {
         v.err(
             p![T, "listen"],
