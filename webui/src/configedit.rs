@@ -204,6 +204,10 @@ pub struct Written {
 pub struct ConfigFile {
     path: PathBuf,
     keep: usize,
+    /// Makes the step after the backups shifted fail, as a full disk or
+    /// a lost mount would.
+    #[cfg(test)]
+    fail_after_rotation: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ConfigFile {
@@ -212,6 +216,8 @@ impl ConfigFile {
         ConfigFile {
             path: path.into(),
             keep: keep.max(1),
+            #[cfg(test)]
+            fail_after_rotation: Default::default(),
         }
     }
 
@@ -310,12 +316,35 @@ impl ConfigFile {
                 cause: e,
             });
         }
-        self.rotate_out()?;
+        // Whatever fails from here on puts the backups back where they
+        // were: a refused write changes nothing.
+        let give_up = |e: WriteError| {
+            let _ = fs::remove_file(&tmp);
+            self.rotate_in();
+            e
+        };
+        self.rotate_out().map_err(give_up)?;
         // The current version stays in place (a second name, not a copy)
         // until the rename replaces it: at every instant the file is whole.
         let b1 = self.backup_path(1);
-        fs::hard_link(&self.path, &b1).map_err(self.io(&b1))?;
-        fs::rename(&tmp, &self.path).map_err(self.io(&self.path))?;
+        let linked = fs::hard_link(&self.path, &b1);
+        #[cfg(test)]
+        let linked = linked.and_then(|()| {
+            if self
+                .fail_after_rotation
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                let _ = fs::remove_file(&b1);
+                Err(io::Error::other("injected failure"))
+            } else {
+                Ok(())
+            }
+        });
+        linked.map_err(self.io(&b1)).map_err(give_up)?;
+        if let Err(e) = fs::rename(&tmp, &self.path) {
+            let _ = fs::remove_file(&b1);
+            return Err(give_up(self.io(&self.path)(e)));
+        }
         self.sync_dir()?;
         Ok(Written {
             version: version(text),
@@ -342,6 +371,17 @@ impl ConfigFile {
     /// Drops the backup beyond the last `keep`, after a write that stays.
     pub fn trim(&self) {
         let _ = fs::remove_file(self.backup_path(self.keep + 1));
+    }
+
+    /// Undoes [`rotate_out`](Self::rotate_out), whole or as far as it
+    /// got: each backup moved up comes back to its place.
+    fn rotate_in(&self) {
+        for n in 1..=self.keep {
+            let (to, from) = (self.backup_path(n), self.backup_path(n + 1));
+            if !to.exists() && from.exists() {
+                let _ = fs::rename(&from, &to);
+            }
+        }
     }
 
     /// Shifts backups up by one (n -> n+1) to make room for a new backup 1.
@@ -387,6 +427,15 @@ mod tests {
     const GOOD: &str = "[node]\nname = \"lb1\"\n";
     const GOOD2: &str = "[node]\nname = \"lb2\"\n";
 
+    fn assert_no_temporary_files(dir: &Path) {
+        let leftovers: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
     fn file(dir: &Path, keep: usize) -> ConfigFile {
         let path = dir.join("tandem.toml");
         fs::write(&path, GOOD).unwrap();
@@ -404,12 +453,29 @@ mod tests {
         assert_eq!(fs::read_to_string(f.backup_path(1)).unwrap(), GOOD);
         let mode = fs::metadata(f.path()).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o640);
-        let leftovers: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_no_temporary_files(dir.path());
+    }
+
+    #[test]
+    fn a_write_that_fails_after_the_backups_shifted_puts_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path(), 3);
+        let mut cur = GOOD.to_string();
+        for i in 0..3 {
+            let next = format!("[node]\nname = \"n{i}\"\n");
+            f.write(&next, &version(&cur)).unwrap();
+            f.trim();
+            cur = next;
+        }
+        let before: Vec<String> = (1..=3).map(|n| f.read_backup(n).unwrap()).collect();
+        f.fail_after_rotation
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(f.write(GOOD2, &version(&cur)).is_err());
+        let after: Vec<String> = (1..=3).map(|n| f.read_backup(n).unwrap()).collect();
+        assert_eq!(after, before, "every backup where it was");
+        assert_eq!(fs::read_to_string(f.path()).unwrap(), cur);
+        assert!(!f.backup_path(4).exists());
+        assert_no_temporary_files(dir.path());
     }
 
     #[test]
