@@ -11,7 +11,7 @@
 #
 # Each step is one ipvsadm process; its pid is how the extractor tells the
 # steps apart in the capture (libnl's port ids carry the pid in their low
-# 22 bits). tests/tests/ipvs_vm.rs `capture_kernel_vectors_in_vm` runs this
+# 22 bits). tandem-ipvs-capture (tests/src/bin) runs this
 # in the VM and turns the capture into the *.hex files.
 set -eu
 

@@ -4,7 +4,7 @@
 //! Run by hand, as root, when the vectors should be made again:
 //!
 //! ```text
-//! cargo test -p tandem-tests --test ipvs_capture_vm -- --ignored --nocapture
+//! cargo run -p tandem-tests --bin tandem-ipvs-capture
 //! ```
 //!
 //! The VM runs ipvsctl/tests/kernel/capture.sh (ipvsadm programming and
@@ -319,11 +319,10 @@ fn write_vectors(dir: &Path, family: u16, steps: &[Step], xs: &[Exchange]) -> Ve
     written
 }
 
-#[test]
-#[ignore = "re-captures ipvsctl's kernel golden vectors in the VM and rewrites them; run by hand"]
-fn capture_kernel_vectors_in_vm() {
-    let Some(machine) = vm::require("capture_kernel_vectors_in_vm") else {
-        return;
+fn main() {
+    let Some(machine) = vm::require("tandem-ipvs-capture") else {
+        eprintln!("tandem-ipvs-capture: this machine cannot boot the test VM");
+        std::process::exit(1);
     };
     let dir = kernel_dir();
     let script = dir.join("capture.sh");
@@ -350,7 +349,7 @@ fn capture_kernel_vectors_in_vm() {
     }
     let written = write_vectors(&dir, family, &steps, &xs);
     let transcript = format!(
-        "# Written by tests/tests/ipvs_capture_vm.rs from a run of capture.sh.\n\
+        "# Written by tandem-ipvs-capture (tests/src/bin) from a run of capture.sh.\n\
          # IPVS family id in this run: {family:#x}\n{}\n{}",
         out.read("versions")
             .lines()
