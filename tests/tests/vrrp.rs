@@ -846,3 +846,34 @@ fn release_takes_away_what_a_killed_vrrpd_left_and_nothing_else() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to release"));
 }
+
+#[test]
+fn a_reload_that_drops_the_virtual_mac_removes_its_macvlan() {
+    let Some(net) = net("vmac_reload", 1) else {
+        return;
+    };
+    let lb1 = &net.directors[0];
+    let with_vmac = |on: bool| {
+        format!(
+            "[node]\nname = \"lb1\"\n\n{}",
+            web(150, if on { "use_vmac = true" } else { "" })
+        )
+    };
+    let v = Vrrpd::start(&net.lab, lb1, &web(150, "use_vmac = true"));
+    v.wait_state("web", Master, T);
+    assert!(has_addr(&net.lab, lb1, "vrrp.51", VIP));
+    std::fs::write(&v.config, with_vmac(false)).unwrap();
+    let _: ReloadResult = v.post("/reload", &serde_json::json!({})).unwrap();
+    v.wait_state("web", Master, T);
+    let gone = wait_until(T, || {
+        !net.lab
+            .exec_ok(lb1, &["ip", "-o", "link"])
+            .contains("vrrp.51")
+    });
+    assert!(gone.is_some(), "the macvlan stayed:\n{}", v.log());
+    assert!(
+        wait_until(T, || holds(&net, 0, VIP)).is_some(),
+        "the VIP is on eth0 now\n{}",
+        v.log()
+    );
+}

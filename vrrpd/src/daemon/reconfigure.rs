@@ -94,6 +94,9 @@ impl Daemon {
             }
         }
         self.refilter_ports();
+        // Also when no instance on an interface wants one any more: the
+        // macvlans a removed or changed instance used go.
+        self.sync_vmacs().await;
         self.start_trackers();
         outs.extend(self.node.start(now, &started));
         // A master whose list changed: the new addresses first, then the
