@@ -379,6 +379,22 @@ pub enum EventKind {
         target: String,
         user: Option<String>,
     },
+    /// tandem-clusterd wrote a version of the configuration file and the
+    /// daemons took it: `how` is "applied" (a change made here or pushed
+    /// by another director), "caught up" (fetched from a director that
+    /// was ahead) or "restored" (a change undone).
+    ConfigVersion {
+        generation: u64,
+        version: String,
+        author: String,
+        made_on: String,
+        how: String,
+    },
+    /// The sync between directors changed state (in sync, conflict, ...).
+    ClusterSync {
+        state: String,
+        detail: String,
+    },
 }
 
 impl EventKind {

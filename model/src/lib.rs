@@ -18,3 +18,4 @@ pub mod control;
 pub mod exec;
 pub mod host;
 pub mod manpages;
+pub mod sync;

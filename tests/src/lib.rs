@@ -20,6 +20,7 @@ pub mod e2e;
 pub mod fake;
 pub mod netns;
 pub mod package;
+pub mod sync;
 pub mod vm;
 pub mod webui;
 

@@ -150,6 +150,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(opts: Options) -> anyhow::Result<()> {
+    wait_for_cluster(&opts).await;
     let (tx, rx) = mpsc::channel::<Input>(1024);
     let mut daemon = Daemon::new(opts, tx.clone()).await?;
     let router = vrrpd::control::router(tx.clone(), &daemon.events());
@@ -161,6 +162,52 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let result = daemon.run(rx).await;
     host.stop().await;
     result.map_err(Into::into)
+}
+
+/// In a synchronised cluster, waits (at most `[cluster] catch_up`) until
+/// tandem-clusterd has asked every director for its version and taken a
+/// newer one: a director returning from an outage must not preempt with
+/// the file it had before. Runs before the file is read, so vrrpd starts
+/// with the cluster's version.
+async fn wait_for_cluster(opts: &Options) {
+    use tandem_model::sync::ClusterStatus;
+    // A file that does not load is reported by the daemon itself.
+    let Ok(c) = config::load(&opts.config) else {
+        return;
+    };
+    let Some(cluster) = c.cluster.as_ref().filter(|c| c.synchronised()) else {
+        return;
+    };
+    let dir = opts.socket_dir.clone().unwrap_or(c.node.socket_dir.clone());
+    let clusterd = Client::new(config::socket_in(&dir, "clusterd"));
+    let until = std::time::Instant::now() + cluster.catch_up;
+    info!(
+        "waiting up to {} for tandem-clusterd to catch up with the other directors",
+        config::format_duration(cluster.catch_up)
+    );
+    loop {
+        let last = match clusterd.get::<ClusterStatus>("/status").await {
+            Ok(s) if s.ready => {
+                info!(
+                    version = s.version.short(),
+                    generation = s.version.generation,
+                    "the cluster's configuration is here ({}): starting",
+                    s.state.label()
+                );
+                return;
+            }
+            Ok(s) => s.detail,
+            Err(e) => e.to_string(),
+        };
+        if std::time::Instant::now() >= until {
+            tracing::warn!(
+                "tandem-clusterd did not catch up within {} ({last}): starting with the file as it is",
+                config::format_duration(cluster.catch_up)
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// `release`: what a dead vrrpd left on the interfaces goes away. A live

@@ -21,7 +21,7 @@ pub struct EventFilter {
     pub q: String,
 }
 
-pub const EVENT_KINDS: [&str; 10] = [
+pub const EVENT_KINDS: [&str; 12] = [
     "vrrp_transition",
     "priority_changed",
     "sync_group_transition",
@@ -32,6 +32,8 @@ pub const EVENT_KINDS: [&str; 10] = [
     "reload_refused",
     "daemon_started",
     "daemon_stopping",
+    "config_version",
+    "cluster_sync",
 ];
 
 pub fn kind_name(k: &EventKind) -> &'static str {
@@ -46,6 +48,8 @@ pub fn kind_name(k: &EventKind) -> &'static str {
         EventKind::RealServerHealth { .. } => "real_server_health",
         EventKind::Quorum { .. } => "quorum",
         EventKind::Action { .. } => "action",
+        EventKind::ConfigVersion { .. } => "config_version",
+        EventKind::ClusterSync { .. } => "cluster_sync",
     }
 }
 
@@ -101,6 +105,24 @@ pub fn describe(k: &EventKind) -> String {
             Some(u) => format!("{action} {target} by {u}"),
             None => format!("{action} {target}"),
         },
+        EventKind::ConfigVersion {
+            generation,
+            version,
+            author,
+            made_on,
+            how,
+        } => {
+            let by = if author.is_empty() {
+                String::new()
+            } else {
+                format!(" by {author}")
+            };
+            format!(
+                "configuration {how}: version {} (generation {generation}), made on {made_on}{by}",
+                &version[..version.len().min(12)]
+            )
+        }
+        EventKind::ClusterSync { state, detail } => format!("cluster {state}: {detail}"),
     }
 }
 

@@ -31,12 +31,71 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// `[cluster]`: the directors this file describes.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// `[cluster]`: the directors this file describes, and how they keep it
+/// in sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
     /// Node names, in the order the cluster shows them.
     pub nodes: Vec<String>,
+    /// The address this director's sync channel listens on and the other
+    /// directors reach it at (a per-node table). Without it the file is
+    /// shared by hand and nothing synchronises it.
+    #[serde(
+        default,
+        deserialize_with = "super::value::ip::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address: Option<std::net::IpAddr>,
+    /// TCP port of the sync channel (mutual TLS).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// How long vrrpd waits at start for tandem-clusterd to catch up with
+    /// the other directors, so a returning director never takes the VIPs
+    /// with a stale file. When it runs out, vrrpd starts anyway, loudly.
+    #[serde(default = "default_catch_up", with = "super::value::duration")]
+    pub catch_up: std::time::Duration,
+    /// Where the cluster identity (CA certificate, this node's certificate
+    /// and key) lives.
+    #[serde(default = "default_identity_dir")]
+    pub identity_dir: std::path::PathBuf,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            nodes: Vec::new(),
+            address: None,
+            port: default_port(),
+            catch_up: default_catch_up(),
+            identity_dir: default_identity_dir(),
+        }
+    }
+}
+
+impl Cluster {
+    /// True when the directors keep this file in sync over the peer
+    /// channel (tandem-clusterd owns the file).
+    pub fn synchronised(&self) -> bool {
+        self.address.is_some()
+    }
+}
+
+/// The sync channel's TCP port when `[cluster] port` is absent.
+pub const DEFAULT_PORT: u16 = 7780;
+/// Where `tandem cluster init|join` put the identity by default.
+pub const DEFAULT_IDENTITY_DIR: &str = "/etc/tandem/cluster";
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_catch_up() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+fn default_identity_dir() -> std::path::PathBuf {
+    DEFAULT_IDENTITY_DIR.into()
 }
 
 /// The key of a per-node table that stands for every node it does not
@@ -142,7 +201,16 @@ pub(crate) fn resolve(
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (k, v) in root.iter_mut() {
+        // The node list is the same for everyone; the rest of [cluster]
+        // (each director's sync address, ...) may be per node.
         if k.get_ref() == "cluster" {
+            if let DeValue::Table(t) = v.get_mut() {
+                for (ck, cv) in t.iter_mut() {
+                    if ck.get_ref() != "nodes" {
+                        resolve_value(ck.get_ref(), cv, nodes, node, &mut problems);
+                    }
+                }
+            }
             continue;
         }
         resolve_value(k.get_ref(), v, nodes, node, &mut problems);
@@ -273,6 +341,53 @@ virtual_ips = [{ address = "192.0.2.10/24", label = { lb1 = "eth0:web", "*" = "e
             config::parse(FILE, "t.toml").unwrap().node_name(),
             "lb1",
             "without a name, the first node"
+        );
+    }
+
+    const SYNCED: &str = r#"[cluster]
+nodes = ["lb1", "lb2"]
+address = { lb1 = "10.0.0.1", lb2 = "10.0.0.2" }
+
+[[vrrp_instance]]
+name = "web"
+interface = { lb1 = "eth0", lb2 = "ens3" }
+vrid = 51
+virtual_ips = ["192.0.2.10/24"]
+"#;
+
+    #[test]
+    fn each_director_reads_its_own_sync_address() {
+        for (node, addr) in [("lb1", "10.0.0.1"), ("lb2", "10.0.0.2")] {
+            let c = parse_as(SYNCED, "t.toml", Some(node)).unwrap();
+            let cl = c.cluster.unwrap();
+            assert!(cl.synchronised());
+            assert_eq!(cl.address.unwrap().to_string(), addr);
+            assert_eq!(cl.nodes, ["lb1", "lb2"]);
+            assert_eq!(cl.port, super::DEFAULT_PORT);
+        }
+    }
+
+    #[test]
+    fn a_sync_address_for_some_directors_only_is_refused() {
+        let text = SYNCED.replace(
+            "address = { lb1 = \"10.0.0.1\", lb2 = \"10.0.0.2\" }",
+            "address = { lb1 = \"10.0.0.1\", lb2 = \"10.0.0.1\" }",
+        );
+        let e = parse_as(&text, "t.toml", Some("lb1")).unwrap_err();
+        assert!(e.to_string().contains("given to both lb1 and lb2"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_interface_is_found_on_the_director_that_lacks_it_at_its_value() {
+        let has = |n: &str| n == "eth0";
+        assert!(config::host_findings(SYNCED, "t.toml", Some("lb1"), &has).is_empty());
+        let d = config::host_findings(SYNCED, "t.toml", Some("lb2"), &has);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].line, d[0].column), (7, 35), "{}", d[0]);
+        assert!(
+            d[0].message.contains("\"ens3\"") && d[0].message.contains("on lb2"),
+            "{}",
+            d[0]
         );
     }
 

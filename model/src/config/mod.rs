@@ -980,6 +980,22 @@ pub fn parse_as(text: &str, origin: &str, me: Option<&str>) -> Result<Config, Co
         out.sort_by_key(|d| d.span.start);
         return Err(ConfigError::Invalid(Diagnostics(out)));
     }
+    let problems = cluster_channel(&resolved);
+    if !problems.is_empty() {
+        let span = spans
+            .get_ref()
+            .get("cluster")
+            .map_or(spans.span(), |c| c.span());
+        return Err(located(
+            problems
+                .into_iter()
+                .map(|message| cluster::Problem {
+                    span: span.clone(),
+                    message,
+                })
+                .collect(),
+        ));
+    }
     let i = me
         .and_then(|m| {
             resolved
@@ -988,6 +1004,98 @@ pub fn parse_as(text: &str, origin: &str, me: Option<&str>) -> Result<Config, Co
         })
         .unwrap_or(0);
     Ok(resolved.swap_remove(i))
+}
+
+/// The sync channel is all or nothing: every node has an address (each
+/// its own), or none has.
+fn cluster_channel(resolved: &[Config]) -> Vec<String> {
+    let with: Vec<(&str, IpAddr)> = resolved
+        .iter()
+        .filter_map(|c| {
+            let a = c.cluster.as_ref()?.address?;
+            Some((c.this_node.as_deref().unwrap_or_default(), a))
+        })
+        .collect();
+    let mut out = Vec::new();
+    if !with.is_empty() && with.len() < resolved.len() {
+        let missing: Vec<&str> = resolved
+            .iter()
+            .filter_map(|c| c.this_node.as_deref())
+            .filter(|n| !with.iter().any(|(w, _)| w == n))
+            .collect();
+        out.push(format!(
+            "[cluster] address names no address for {}: the directors keep the file in sync only when each has one, e.g. address = {{ lb1 = \"10.0.0.1\", lb2 = \"10.0.0.2\" }}",
+            missing.join(", ")
+        ));
+    }
+    let mut seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
+    for (n, a) in &with {
+        if let Some(other) = seen.insert(*a, n) {
+            out.push(format!(
+                "[cluster] address {a} is given to both {other} and {n}: each director needs its own"
+            ));
+        }
+    }
+    out
+}
+
+/// What only the director itself can check about the file: that the
+/// interfaces its view of the file names exist here. `exists` answers for
+/// one interface name. Each finding is located at this node's value.
+pub fn host_findings(
+    text: &str,
+    origin: &str,
+    me: Option<&str>,
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<Diagnostic> {
+    use diagnostic::{Finding, Seg};
+    let source = diagnostic::Source::new(origin, text);
+    let Ok(mut spans) = toml::de::DeTable::parse(text) else {
+        return Vec::new();
+    };
+    if let (Some(nodes), Some(me)) = (cluster::nodes(spans.get_ref()), me) {
+        let names: BTreeSet<String> = nodes.into_iter().map(|(n, _)| n).collect();
+        if !cluster::resolve(spans.get_mut(), &names, me).is_empty() {
+            return Vec::new();
+        }
+    }
+    let Ok(config) = Config::deserialize(toml::de::Deserializer::from(spans.clone())) else {
+        return Vec::new();
+    };
+    let node = me.map_or_else(String::new, |m| format!(" on {m}"));
+    let mut findings = Vec::new();
+    let mut missing = |path: Vec<Seg>, name: &str, what: &str| {
+        if !exists(name) {
+            findings.push(Finding {
+                path,
+                message: format!("interface \"{name}\" ({what}) does not exist{node}"),
+            });
+        }
+    };
+    for (i, inst) in config.vrrp_instances.iter().enumerate() {
+        missing(
+            vec![
+                Seg::Key("vrrp_instance"),
+                Seg::Index(i),
+                Seg::Key("interface"),
+            ],
+            &inst.interface,
+            "the instance's interface",
+        );
+        for (j, t) in inst.track_interfaces.iter().enumerate() {
+            missing(
+                vec![
+                    Seg::Key("vrrp_instance"),
+                    Seg::Index(i),
+                    Seg::Key("track_interfaces"),
+                    Seg::Index(j),
+                ],
+                &t.interface,
+                "tracked",
+            );
+        }
+    }
+    source.locate(&spans, findings).0
 }
 
 /// Deserializes and validates one node's view of the file.
