@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/whoami", get(whoami))
         .route("/status", get(status))
+        .route("/cluster", get(crate::pages::api_cluster))
         .route("/overview", get(overview))
         .route("/virtual-servers", get(virtual_servers))
         .route("/events", get(events))
@@ -182,6 +183,15 @@ fn applied_json(a: Applied) -> Response {
             })),
         )
             .into_response(),
+        Applied::Cluster(r) => {
+            let status = if r.applied {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, Json(r)).into_response()
+        }
+        Applied::Unavailable(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Applied::Refused(e) => {
             let status = match &e {
                 WriteError::Conflict { .. } => StatusCode::CONFLICT,
@@ -230,6 +240,25 @@ async fn config_rollback(
 }
 
 async fn set_drain(app: AppState, user: &str, vs: String, rs: String, on: bool) -> Response {
+    if app.cluster.is_some() {
+        // Every director drains it: a drain on one only would move the
+        // traffic the moment the other takes over.
+        return match crate::cluster::set_drain(&app, user, &vs, &rs, on).await {
+            Ok(r) => {
+                let status = if r.done {
+                    StatusCode::OK
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                (
+                    status,
+                    Json(json!({ "virtual_server": vs, "real_server": rs, "drained": on, "done": r.done, "nodes": r.nodes })),
+                )
+                    .into_response()
+            }
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        };
+    }
     let r = app.daemons.set_drain(&vs, &rs, on).await;
     tracing::info!(%user, "{vs}/{rs} {}: {r:?}", if on { "drain" } else { "enable" });
     match r {

@@ -22,12 +22,20 @@ pub enum Applied {
         restored: Vec<(Daemon, ReloadOutcome)>,
     },
     Refused(WriteError),
+    /// A cluster's file: what tandem-clusterd and every director did.
+    Cluster(tandem_model::sync::ApplyResult),
+    /// A cluster's file, and tandem-clusterd did not answer: nothing
+    /// changed.
+    Unavailable(String),
 }
 
 /// Writes `text` if the file is still at `base`, reloads the daemons, and
 /// undoes the write if one refuses it. One at a time.
 pub async fn apply_text(app: &AppState, user: &User, text: &str, base: &str) -> Applied {
     let _one = app.writes.lock().await;
+    if app.cluster.is_some() {
+        return hand_over(app, user, text, base).await;
+    }
     let written = match app.config.write(text, base) {
         Ok(w) => w,
         Err(e) => return Applied::Refused(e),
@@ -59,4 +67,29 @@ pub async fn apply_text(app: &AppState, user: &User, text: &str, base: &str) -> 
         }
     }
     Applied::RolledBack { reloads, restored }
+}
+
+/// In a cluster, the file is tandem-clusterd's: the web UI checks what it
+/// can show in the editor (the base, the findings) and hands the text over.
+async fn hand_over(app: &AppState, user: &User, text: &str, base: &str) -> Applied {
+    let path = app.config.path().display().to_string();
+    let current = match app.config.read() {
+        Ok((t, _)) => t,
+        Err(e) => return Applied::Refused(e),
+    };
+    let now = configedit::version(&current);
+    if now != base {
+        return Applied::Refused(WriteError::Conflict {
+            based_on: base.to_string(),
+            current: now,
+        });
+    }
+    if let Err(d) = configedit::validate(text, &path) {
+        return Applied::Refused(WriteError::Invalid(d));
+    }
+    tracing::info!(user = %user.name, "handing the configuration to tandem-clusterd");
+    match crate::cluster::apply(app, &user.name, text, false).await {
+        Ok(r) => Applied::Cluster(r),
+        Err(e) => Applied::Unavailable(e),
+    }
 }

@@ -21,6 +21,10 @@ pub struct Chrome {
     pub logged_in: bool,
     pub csrf: String,
     pub nav: &'static str,
+    /// In a cluster whose directors do not all have the same version:
+    /// what is wrong, for a banner on every page.
+    pub cluster_banner: Option<String>,
+    pub cluster: bool,
 }
 
 impl Chrome {
@@ -34,6 +38,8 @@ impl Chrome {
             logged_in: caller.via == Via::Session && caller.user.is_some(),
             csrf: caller.csrf.clone(),
             nav,
+            cluster_banner: crate::cluster::banner(app),
+            cluster: app.cluster.is_some(),
         }
     }
 }

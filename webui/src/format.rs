@@ -54,6 +54,22 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// 1234 -> "1.2k", 5 -> "5": a rate beside a small chart.
+pub fn si(n: u64) -> String {
+    const UNITS: [&str; 5] = ["", "k", "M", "G", "T"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        n.to_string()
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

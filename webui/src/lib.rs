@@ -22,6 +22,7 @@ pub mod apply;
 pub mod auth;
 pub mod caller;
 pub mod chrome;
+pub mod cluster;
 pub mod configedit;
 pub mod csrf;
 pub mod daemons;

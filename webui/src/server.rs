@@ -243,6 +243,8 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(pages::overview))
         .route("/virtual-servers", get(pages::virtual_servers))
         .route("/events", get(pages::events))
+        .route("/cluster", get(pages::cluster))
+        .route("/cluster/resolve", post(pages::resolve))
         .route("/config", get(pages::config))
         .route("/config/preview", post(pages::config_preview))
         .route("/config/apply", post(pages::config_apply))

@@ -60,6 +60,13 @@ pub struct App {
     pub tls: bool,
     /// Pages and metrics rendered from the current status documents.
     pub renders: Renders,
+    /// tandem-clusterd on this director, when the file is a synchronised
+    /// cluster file: it owns the file, and changes go through it.
+    pub cluster: Option<tandem_model::control::Client>,
+    /// Its last answer, refreshed every second.
+    pub cluster_view: RwLock<Option<Arc<tandem_model::sync::ClusterStatus>>>,
+    /// Rates of every director for the cluster page's charts.
+    pub samples: Mutex<crate::cluster::charts::Samples>,
 }
 
 pub type AppState = Arc<App>;
@@ -79,6 +86,18 @@ impl App {
             clock: opts.clock,
             tls: opts.tls,
             renders: Default::default(),
+            cluster: config
+                .cluster
+                .as_ref()
+                .filter(|c| c.synchronised())
+                .map(|_| {
+                    tandem_model::control::Client::new(tandem_model::config::socket_in(
+                        &opts.socket_dir,
+                        "clusterd",
+                    ))
+                }),
+            cluster_view: RwLock::new(None),
+            samples: Mutex::new(Default::default()),
         })
     }
 
@@ -136,10 +155,18 @@ impl App {
         *self.settings.write().unwrap() = s;
     }
 
-    /// Starts following both daemons' events.
+    /// Starts following both daemons' events, and the cluster.
     pub fn spawn_followers(self: &Arc<Self>) {
         for d in Daemon::ALL {
             tokio::spawn(daemons::follow(self.daemons.clone(), d, self.live.clone()));
         }
+        if self.cluster.is_some() {
+            tokio::spawn(crate::cluster::follow(self.clone()));
+        }
+    }
+
+    /// The cluster as clusterd last told it, when this is a cluster.
+    pub fn cluster_view(&self) -> Option<Arc<tandem_model::sync::ClusterStatus>> {
+        self.cluster_view.read().unwrap().clone()
     }
 }

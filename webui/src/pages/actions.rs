@@ -67,8 +67,33 @@ pub async fn drain(
     Form(f): Form<DrainForm>,
 ) -> Response {
     let on = f.op != "enable";
-    let r = app.daemons.set_drain(&f.vs, &f.rs, on).await;
     let what = if on { "drained" } else { "enabled" };
+    if app.cluster.is_some() {
+        let r = crate::cluster::set_drain(&app, &user.name, &f.vs, &f.rs, on).await;
+        tracing::info!(user = %user.name, "{}/{} {what} on the cluster: {r:?}", f.vs, f.rs);
+        let r = match r {
+            Ok(r) if r.done => Ok(format!(
+                "{} of {} is {what} on every director ({}).",
+                f.rs,
+                f.vs,
+                crate::cluster::action_summary(&r)
+            )),
+            Ok(r) => Err(format!(
+                "{} of {} is not {what} everywhere: {}",
+                f.rs,
+                f.vs,
+                crate::cluster::action_summary(&r)
+            )),
+            Err(e) => Err(e),
+        };
+        return action_result(
+            &app,
+            &caller,
+            r,
+            ("/virtual-servers", "Back to the virtual servers"),
+        );
+    }
+    let r = app.daemons.set_drain(&f.vs, &f.rs, on).await;
     tracing::info!(user = %user.name, "{}/{} {what}: {r:?}", f.vs, f.rs);
     action_result(
         &app,

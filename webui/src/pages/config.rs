@@ -249,7 +249,7 @@ pub async fn config_preview(
 }
 
 pub struct OutcomeView {
-    pub daemon: &'static str,
+    pub daemon: String,
     pub ok: bool,
     pub summary: String,
     pub details: Vec<String>,
@@ -278,7 +278,7 @@ pub fn outcome_view(d: Daemon, o: &ReloadOutcome) -> OutcomeView {
         ReloadOutcome::Failed { error } => (false, format!("failed: {error}"), Vec::new()),
     };
     OutcomeView {
-        daemon: d.name(),
+        daemon: d.name().to_string(),
         ok,
         summary,
         details,
@@ -335,6 +335,72 @@ fn applied_response(
                 },
             )
                 .into_response()
+        }
+        Applied::Cluster(r) => {
+            use tandem_model::sync::NodeOutcome;
+            let outcomes = r
+                .nodes
+                .iter()
+                .map(|n| OutcomeView {
+                    daemon: n.node.clone(),
+                    ok: matches!(n.outcome, NodeOutcome::Applied | NodeOutcome::Released),
+                    summary: match n.outcome {
+                        NodeOutcome::Applied => "applied".to_string(),
+                        NodeOutcome::Released => {
+                            "ready, released: another director refused".to_string()
+                        }
+                        NodeOutcome::Refused => format!("refused: {}", n.message),
+                        NodeOutcome::Restored => {
+                            "took it, then put the previous version back".to_string()
+                        }
+                        NodeOutcome::Unreachable => format!(
+                            "not reachable: it takes this version when it returns ({})",
+                            n.message
+                        ),
+                    },
+                    details: n.diagnostics.iter().map(ToString::to_string).collect(),
+                })
+                .collect();
+            let version = r
+                .version
+                .as_ref()
+                .map(|v| format!("version {} (generation {})", v.short(), v.generation))
+                .unwrap_or_default();
+            if r.applied {
+                AppliedPage {
+                    chrome,
+                    ok: true,
+                    headline: "Applied on the cluster".into(),
+                    notes: vec![format!(
+                        "The cluster's configuration is {version}; every previous version is in the history (tandem config history)."
+                    )],
+                    outcomes,
+                }
+                .into_response()
+            } else {
+                let mut notes = vec![
+                    "No director keeps it: every director runs the previous version.".to_string(),
+                ];
+                if !r.error.is_empty() {
+                    notes.insert(0, r.error.clone());
+                }
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    AppliedPage {
+                        chrome,
+                        ok: false,
+                        headline: "Refused: nothing changed anywhere".into(),
+                        notes,
+                        outcomes,
+                    },
+                )
+                    .into_response()
+            }
+        }
+        Applied::Unavailable(e) => {
+            let mut page = preview_page(app, caller, text, base, None);
+            page.error = Some(format!("nothing was written: {e}"));
+            (StatusCode::SERVICE_UNAVAILABLE, page).into_response()
         }
         Applied::Refused(WriteError::Conflict { current, .. }) => {
             let msg = WriteError::Conflict {
