@@ -3,7 +3,8 @@
 //!
 //! `GET /status` (a [`ClusterStatus`]), `GET /versions/{id}` (a version's
 //! text), `POST /config` (an [`ApplyRequest`]), `POST /config/discard`,
-//! `POST /actions` (an [`ActionRequest`]), and the event routes.
+//! `POST /actions` (an [`ActionRequest`]), `GET /timeline` (every
+//! director's recent events, newest first), and the event routes.
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub fn router(owner: Arc<Owner>, events: &EventLog) -> Router {
         .route("/config", post(apply))
         .route("/config/discard", post(discard))
         .route("/actions", post(act))
+        .route("/timeline", get(timeline))
         .with_state(owner)
         .merge(events.routes())
 }
@@ -52,6 +54,10 @@ async fn discard(State(o): State<Arc<Owner>>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e) => error_response(axum::http::StatusCode::CONFLICT, e),
     }
+}
+
+async fn timeline(State(o): State<Arc<Owner>>) -> Response {
+    Json(o.timeline().await).into_response()
 }
 
 async fn act(State(o): State<Arc<Owner>>, Json(req): Json<ActionRequest>) -> Response {

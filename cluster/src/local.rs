@@ -129,6 +129,25 @@ impl Local {
         (v.ok().and_then(Result::ok), h.ok().and_then(Result::ok))
     }
 
+    /// The daemons' recent events (those still held), newest last.
+    pub async fn events(&self) -> Vec<tandem_model::api::Event> {
+        let v = tokio::time::timeout(
+            STATUS_TIMEOUT,
+            self.vrrpd
+                .get::<Vec<tandem_model::api::Event>>("/events/recent"),
+        );
+        let h = tokio::time::timeout(
+            STATUS_TIMEOUT,
+            self.healthd
+                .get::<Vec<tandem_model::api::Event>>("/events/recent"),
+        );
+        let (v, h) = tokio::join!(v, h);
+        let mut out: Vec<tandem_model::api::Event> =
+            v.ok().and_then(Result::ok).unwrap_or_default();
+        out.extend(h.ok().and_then(Result::ok).unwrap_or_default());
+        out
+    }
+
     /// An action on this director's daemons; `Ok` carries what it did.
     pub async fn act(&self, action: &Action) -> Result<String, String> {
         let (client, path, body) = match action {

@@ -32,6 +32,9 @@ use crate::wire::{Answer, HeadAnswer, Request};
 /// was taken elsewhere.
 const PREPARED_FOR: Duration = Duration::from_secs(30);
 
+/// Events per director in the timeline.
+const TIMELINE: usize = 200;
+
 /// How often each director is asked for its version.
 pub const ROUND: Duration = Duration::from_secs(1);
 
@@ -696,6 +699,42 @@ impl Owner {
         }
     }
 
+    // ----- the timeline ---------------------------------------------
+
+    /// This director's events that say what happened to the service:
+    /// transitions, health, quorum, versions, sync, actions, reloads.
+    async fn events_here(&self) -> Vec<tandem_model::api::Event> {
+        let mut all = self.events.recent(0);
+        all.extend(self.local.events().await);
+        all.retain(|e| {
+            !matches!(
+                e.kind,
+                EventKind::DaemonStarted { .. } | EventKind::DaemonStopping
+            ) || e.daemon != "clusterd"
+        });
+        all.sort_by_key(|e| e.at);
+        let keep = all.len().saturating_sub(TIMELINE);
+        all.drain(..keep);
+        all
+    }
+
+    /// Every reachable director's recent events, newest first: the
+    /// cluster's timeline.
+    pub async fn timeline(&self) -> Vec<tandem_model::api::Event> {
+        let peers = self.peer_list();
+        let (mut all, there) =
+            tokio::join!(self.events_here(), self.ask_all(&peers, &Request::Events));
+        for (name, _, a) in there {
+            if let Ok(Answer::Events { events }) = a {
+                // Each director speaks for itself only.
+                all.extend(events.into_iter().filter(|e| e.node == name));
+            }
+        }
+        all.sort_by(|a, b| b.at.cmp(&a.at).then(a.node.cmp(&b.node)));
+        all.truncate(TIMELINE);
+        all
+    }
+
     // ----- catching up ----------------------------------------------
 
     /// One round: ask every director for its version; take a newer one,
@@ -1184,6 +1223,9 @@ impl Service for Owner {
                 Answer::Released
             }
             Request::Restore { id, to } => self.restore(&from, &id, &to).await,
+            Request::Events => Answer::Events {
+                events: self.events_here().await,
+            },
             Request::Act { action, author } => {
                 let author = format!("{author} (from {from})");
                 match self.act_here(&action, &author).await {

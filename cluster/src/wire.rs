@@ -34,6 +34,8 @@ pub enum Request {
     Restore { id: String, to: String },
     /// Do this on your daemons.
     Act { action: Action, author: String },
+    /// Your recent events (clusterd, vrrpd, healthd), for the timeline.
+    Events,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,9 @@ pub enum Answer {
     Acted {
         ok: bool,
         message: String,
+    },
+    Events {
+        events: Vec<tandem_model::api::Event>,
     },
 }
 

@@ -30,6 +30,7 @@ pub struct Director {
     pub config: PathBuf,
     clusterd: Option<Proc>,
     vrrpd: Option<Proc>,
+    healthd: Option<Proc>,
     runs: u32,
 }
 
@@ -73,6 +74,7 @@ pub fn directors(net: &Net, text: &str) -> Vec<Director> {
             config,
             clusterd: None,
             vrrpd: None,
+            healthd: None,
             runs: 0,
         });
     }
@@ -154,6 +156,40 @@ impl Director {
             self.host.name,
             self.vrrpd_log()
         );
+    }
+
+    /// Starts healthd on the cluster file; returns once its socket answers.
+    pub fn start_healthd(&mut self, lab: &Lab) {
+        self.runs += 1;
+        let bin = binary("tandem-healthd");
+        let mut cmd = lab.command(
+            &self.host,
+            &[
+                bin.to_str().unwrap(),
+                "--config",
+                self.config.to_str().unwrap(),
+                "--log",
+                "debug",
+            ],
+        );
+        cmd.env("NO_COLOR", "1");
+        let mut p = lab.spawn_cmd(&self.host, &format!("healthd{}", self.runs), cmd);
+        let c = Client::new(self.dir.join("healthd.sock"));
+        let up = wait_until(START, || {
+            block_on(c.get::<serde_json::Value>("/status")).is_ok() || !p.alive()
+        });
+        assert!(
+            up.is_some() && p.alive(),
+            "healthd on {} did not start:\n{}",
+            self.host.name,
+            p.output()
+        );
+        self.healthd = Some(p);
+    }
+
+    pub fn healthd_status(&self) -> tandem_model::api::HealthdStatus {
+        block_on(Client::new(self.dir.join("healthd.sock")).get("/status"))
+            .unwrap_or_else(|e| panic!("healthd on {}: {e}", self.host.name))
     }
 
     pub fn stop_clusterd(&mut self) {

@@ -245,6 +245,7 @@ pub fn router(app: AppState) -> Router {
         .route("/events", get(pages::events))
         .route("/cluster", get(pages::cluster))
         .route("/cluster/resolve", post(pages::resolve))
+        .route("/cluster/maintenance", post(pages::cluster_maintenance))
         .route("/config", get(pages::config))
         .route("/config/preview", post(pages::config_preview))
         .route("/config/apply", post(pages::config_apply))

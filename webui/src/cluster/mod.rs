@@ -164,3 +164,33 @@ pub fn action_summary(r: &ActionResult) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// Maintenance of an instance on one director of the cluster.
+pub async fn maintenance(
+    app: &AppState,
+    author: &str,
+    node: &str,
+    instance: &str,
+    on: bool,
+) -> Result<ActionResult, String> {
+    let c = app
+        .cluster
+        .as_ref()
+        .ok_or_else(|| "not a synchronised cluster".to_string())?;
+    let r = c
+        .post::<_, ActionResult>(
+            "/actions",
+            &ActionRequest {
+                action: Action::Maintenance {
+                    instance: instance.to_string(),
+                    on,
+                    node: node.to_string(),
+                },
+                author: author.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| format!("tandem-clusterd: {e}"));
+    app.daemons.invalidate(crate::daemons::Daemon::Vrrpd);
+    r
+}

@@ -42,12 +42,24 @@ pub struct Row {
 pub struct Cell {
     pub text: String,
     pub class: &'static str,
+    /// For an instance: the director, and whether it is in maintenance.
+    pub node: String,
+    pub maintenance: Option<bool>,
 }
 
 pub struct ConflictView {
     pub node: String,
     pub version: String,
     pub diff: String,
+}
+
+pub struct TimelineRow {
+    pub ago: String,
+    pub time: String,
+    pub node: String,
+    pub daemon: String,
+    pub kind: &'static str,
+    pub text: String,
 }
 
 pub struct HistoryRow {
@@ -76,6 +88,7 @@ struct ClusterPage {
     chart_names: Vec<String>,
     conflict: Vec<ConflictView>,
     history: Vec<HistoryRow>,
+    timeline: Vec<TimelineRow>,
     counters: String,
 }
 
@@ -95,7 +108,25 @@ fn statuses(
             p.healthd.clone(),
         ));
     }
+    // In the order the file names them, on every director's page alike.
+    out.sort_by_key(|d| order(st, &d.0));
     out
+}
+
+fn order(st: &ClusterStatus, node: &str) -> usize {
+    st.nodes
+        .iter()
+        .position(|n| n == node)
+        .unwrap_or(usize::MAX)
+}
+
+fn cell(text: &str, class: &'static str) -> Cell {
+    Cell {
+        text: text.into(),
+        class,
+        node: String::new(),
+        maintenance: None,
+    }
 }
 
 fn instance_rows(all: &[(String, bool, Option<VrrpdStatus>, Option<HealthdStatus>)]) -> Vec<Row> {
@@ -109,27 +140,28 @@ fn instance_rows(all: &[(String, bool, Option<VrrpdStatus>, Option<HealthdStatus
         .map(|name| {
             let cells: Vec<Cell> = all
                 .iter()
-                .map(|(_, up, v, _)| {
+                .map(|(node, up, v, _)| {
                     match v
                         .as_ref()
                         .and_then(|v| v.instances.iter().find(|i| i.name == name))
                     {
                         Some(i) => Cell {
-                            text: format!("{} ({})", i.state, i.effective_priority),
+                            text: format!(
+                                "{} ({}){}",
+                                i.state,
+                                i.effective_priority,
+                                if i.maintenance { ", maintenance" } else { "" }
+                            ),
                             class: match i.state {
                                 VrrpState::Master => "master",
                                 VrrpState::Backup => "backup",
                                 _ => "down",
                             },
+                            node: node.clone(),
+                            maintenance: Some(i.maintenance),
                         },
-                        None if !*up => Cell {
-                            text: "unreachable".into(),
-                            class: "muted",
-                        },
-                        None => Cell {
-                            text: "-".into(),
-                            class: "muted",
-                        },
+                        None if !*up => cell("unreachable", "muted"),
+                        None => cell("-", "muted"),
                     }
                 })
                 .collect();
@@ -180,6 +212,8 @@ fn real_server_rows(
                                 HealthState::Unknown => {}
                             }
                             Cell {
+                                node: String::new(),
+                                maintenance: None,
                                 text: format!(
                                     "{}{}",
                                     r.health,
@@ -193,14 +227,8 @@ fn real_server_rows(
                                 },
                             }
                         }
-                        None if !*up => Cell {
-                            text: "unreachable".into(),
-                            class: "muted",
-                        },
-                        None => Cell {
-                            text: "-".into(),
-                            class: "muted",
-                        },
+                        None if !*up => cell("unreachable", "muted"),
+                        None => cell("-", "muted"),
                     }
                 })
                 .collect();
@@ -269,11 +297,29 @@ pub async fn cluster(State(app): State<AppState>, Viewer(caller, _): Viewer) -> 
             chart_names: Vec::new(),
             conflict: Vec::new(),
             history: Vec::new(),
+            timeline: Vec::new(),
             counters: String::new(),
         }
         .into_response();
     };
-    let (v, h) = tokio::join!(app.daemons.vrrpd_status(), app.daemons.healthd_status());
+    let timeline = async {
+        match app.cluster.as_ref() {
+            Some(c) => tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                c.get::<Vec<tandem_model::api::Event>>("/timeline"),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    };
+    let (v, h, events) = tokio::join!(
+        app.daemons.vrrpd_status(),
+        app.daemons.healthd_status(),
+        timeline
+    );
     let all = statuses(
         &st,
         v.up().map(|s| (**s).clone()),
@@ -314,6 +360,7 @@ pub async fn cluster(State(app): State<AppState>, Viewer(caller, _): Viewer) -> 
             error: p.error.clone().unwrap_or_default(),
         });
     }
+    directors.sort_by_key(|d| order(&st, &d.name));
     let names: Vec<String> = all.iter().map(|d| d.0.clone()).collect();
     let k = &st.counters;
     let page = ClusterPage {
@@ -343,6 +390,18 @@ pub async fn cluster(State(app): State<AppState>, Viewer(caller, _): Viewer) -> 
             })
             .collect(),
         history: history_rows(&st, now),
+        timeline: events
+            .iter()
+            .take(60)
+            .map(|e| TimelineRow {
+                ago: ago(now, e.at),
+                time: crate::format::utc(e.at),
+                node: e.node.clone(),
+                daemon: e.daemon.clone(),
+                kind: crate::eventlog::kind_name(&e.kind),
+                text: crate::eventlog::describe(&e.kind),
+            })
+            .collect(),
         counters: format!(
             "{} changes applied, {} refused; refused on the sync channel: {} TLS, {} unknown peers, {} malformed, {} stale",
             k.changes_applied,
@@ -477,5 +536,50 @@ pub async fn api_cluster(State(app): State<AppState>, _v: Viewer) -> Response {
             "tandem-clusterd does not answer on this director",
         ),
         (Some(_), Some(st)) => axum::Json(&*st).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MaintenanceForm {
+    node: String,
+    instance: String,
+    /// "on" or "off".
+    op: String,
+}
+
+/// Maintenance of an instance on any director of the cluster.
+pub async fn maintenance(
+    State(app): State<AppState>,
+    Admin(caller, user): Admin,
+    Form(f): Form<MaintenanceForm>,
+) -> Response {
+    let on = f.op == "on";
+    match crate::cluster::maintenance(&app, &user.name, &f.node, &f.instance, on).await {
+        Ok(r) if r.done => message_page(
+            &app,
+            &caller,
+            StatusCode::OK,
+            "Maintenance",
+            &format!(
+                "{} on {}: maintenance {}.",
+                f.instance,
+                f.node,
+                if on { "on, handing over" } else { "off" }
+            ),
+        ),
+        Ok(r) => message_page(
+            &app,
+            &caller,
+            StatusCode::BAD_GATEWAY,
+            "Maintenance not done",
+            &crate::cluster::action_summary(&r),
+        ),
+        Err(e) => message_page(
+            &app,
+            &caller,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Maintenance not done",
+            &e,
+        ),
     }
 }
