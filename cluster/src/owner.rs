@@ -1017,6 +1017,12 @@ fn peers_of(
 
 /// The state and the sentence for the banner.
 fn assess(st: &State, me: &str) -> (SyncState, String) {
+    assess_with(st, me, true)
+}
+
+/// As [`assess`]; without `with_peers`, only what is wrong here (what
+/// another director is told: a state that echoed back would never end).
+fn assess_with(st: &State, me: &str, with_peers: bool) -> (SyncState, String) {
     let head = &st.ledger.head;
     if let Some(c) = &st.conflict {
         let sides: Vec<String> = c
@@ -1053,6 +1059,24 @@ fn assess(st: &State, me: &str) -> (SyncState, String) {
     }
     if let Some(r) = &st.refusing {
         return (SyncState::Refusing, format!("{me} refuses {r}"));
+    }
+    // What is wrong on another director is wrong for the cluster: every
+    // director's UI says so, not only that one's.
+    for (n, p) in st.peers.iter().filter(|(_, p)| p.view.reachable) {
+        match p.view.state {
+            Some(s @ (SyncState::EditedByHand | SyncState::Refusing | SyncState::Conflict))
+                if with_peers =>
+            {
+                return (
+                    s,
+                    format!(
+                        "{n}: {}: see its status (tandem cluster status there)",
+                        s.label()
+                    ),
+                );
+            }
+            _ => {}
+        }
     }
     let not_asked: Vec<&str> = st
         .peers
@@ -1188,7 +1212,7 @@ impl Service for Owner {
             Request::Head => {
                 let (vrrpd, healthd) = self.local.statuses().await;
                 let st = self.st();
-                let (state, _) = assess(&st, self.me());
+                let (state, _) = assess_with(&st, self.me(), false);
                 Answer::Head(Box::new(HeadAnswer {
                     node: self.me().to_string(),
                     version: st.ledger.head.clone(),

@@ -512,3 +512,61 @@ async fn replay(to: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     out
 }
+
+#[test]
+fn a_hand_edit_is_shown_everywhere_and_spreads_only_through_tandem_config_apply() {
+    let Some(net) = net("sync-hand", 2) else {
+        return;
+    };
+    let head = cluster_head(&net.lab, 2);
+    let base = format!(
+        "{head}{}",
+        instance(&priorities(2), &["10.77.0.100/24"], "\"eth0\"")
+    );
+    let ds = up(&net, &base);
+    let edited = format!(
+        "{head}{}",
+        instance(
+            &priorities(2),
+            &["10.77.0.100/24", "10.77.0.103/24"],
+            "\"eth0\""
+        )
+    );
+    std::fs::write(&ds[0].config, &edited).unwrap();
+    let shown = wait_until(T, || {
+        ds[0].status().state == SyncState::EditedByHand
+            && ds[1].status().state == SyncState::EditedByHand
+    });
+    assert!(
+        shown.is_some(),
+        "{:?} / {:?}",
+        ds[0].status().detail,
+        ds[1].status().detail
+    );
+    assert!(
+        ds[1].status().detail.contains("lb1"),
+        "lb2 says where: {}",
+        ds[1].status().detail
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ds[1].file(),
+        base,
+        "a hand edit is not propagated by itself"
+    );
+    // The documented command takes it, for everyone.
+    let (ok, out) = ds[0].tandem(&net.lab, &["config", "apply"]);
+    assert!(ok, "{out}");
+    assert_eq!(ds[1].file(), edited);
+    wait_in_sync(&ds);
+    assert!(vips_of(&ds[1]).len() == 2);
+    // A hand edit can also be dropped.
+    std::fs::write(&ds[1].config, "# oops\n").unwrap();
+    assert!(wait_until(T, || ds[1].status().state == SyncState::EditedByHand).is_some());
+    // The file no longer says where the sockets are: the operator says.
+    let dir = ds[1].dir.display().to_string();
+    let (ok, out) = ds[1].tandem(&net.lab, &["--socket-dir", &dir, "config", "discard"]);
+    assert!(ok, "{out}");
+    assert_eq!(ds[1].file(), edited);
+    wait_in_sync(&ds);
+}

@@ -180,9 +180,21 @@ fn main() -> ExitCode {
 fn socket(args: &Args) -> PathBuf {
     let dir = match &args.socket_dir {
         Some(d) => d.clone(),
-        None => config::load(&args.config)
-            .map(|c| c.node.socket_dir)
-            .unwrap_or_else(|_| config::DEFAULT_SOCKET_DIR.into()),
+        None => match config::load(&args.config) {
+            Ok(c) => c.node.socket_dir,
+            Err(e) => {
+                // A broken hand edit must not lock the operator out of
+                // `tandem config discard`.
+                let first = e.to_string();
+                eprintln!(
+                    "tandem: {} does not load ({}); using {} (pass --socket-dir if the sockets are elsewhere)",
+                    args.config.display(),
+                    first.lines().next().unwrap_or_default(),
+                    config::DEFAULT_SOCKET_DIR
+                );
+                config::DEFAULT_SOCKET_DIR.into()
+            }
+        },
     };
     config::socket_in(&dir, "clusterd")
 }
