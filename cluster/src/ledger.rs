@@ -203,9 +203,7 @@ fn merge_into(out: &mut Vec<String>, sources: &[&[String]]) {
     out.truncate(LINEAGE);
 }
 
-pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
-}
+pub use tandem_model::sync::short;
 
 #[cfg(test)]
 mod tests {

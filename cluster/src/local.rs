@@ -112,6 +112,9 @@ impl Local {
                             "; and the previous file could not be put back: {e}"
                         ));
                     }
+                    // The one that refused too: one that timed out may have
+                    // taken it after all.
+                    reloaded.push(c);
                     for c in reloaded {
                         let _ = reload(c).await;
                     }

@@ -30,7 +30,9 @@ use crate::wire::{Answer, HeadAnswer, Request};
 /// A prepared change not committed within this long is dropped: its
 /// coordinator is gone, and the version comes back by catch-up if it
 /// was taken elsewhere.
-const PREPARED_FOR: Duration = Duration::from_secs(30);
+/// Longer than a coordinator can take between its prepare and its commit
+/// (a prepare round, two reloads of its own and their undo).
+const PREPARED_FOR: Duration = Duration::from_secs(120);
 
 /// Events per director in the timeline.
 const TIMELINE: usize = 200;
@@ -67,6 +69,9 @@ struct State {
     reported: Option<(SyncState, String)>,
     /// A round has asked every director and acted on the answers.
     settled: bool,
+    /// This director's sync address: its connections come from it, as the
+    /// others accept connections only from the directors' addresses.
+    source: Option<std::net::IpAddr>,
 }
 
 pub struct Owner {
@@ -90,11 +95,15 @@ pub enum OwnerError {
 }
 
 /// The other directors of a version of the file, and where they listen.
-fn topology(
-    text: &str,
-    origin: &str,
-    me: &str,
-) -> Result<(Vec<String>, BTreeMap<String, SocketAddr>), String> {
+/// The other directors of a version of the file, where they listen, and
+/// this director's own address (the source of its connections).
+type Topology = (
+    Vec<String>,
+    BTreeMap<String, SocketAddr>,
+    Option<std::net::IpAddr>,
+);
+
+fn topology(text: &str, origin: &str, me: &str) -> Result<Topology, String> {
     let mine = config::parse_as(text, origin, Some(me)).map_err(|e| e.to_string())?;
     let Some(cluster) = mine.cluster.clone().filter(|c| c.synchronised()) else {
         return Err(format!(
@@ -108,7 +117,7 @@ fn topology(
             peers.insert(n.clone(), SocketAddr::new(a, cluster.port));
         }
     }
-    Ok((cluster.nodes, peers))
+    Ok((cluster.nodes, peers, cluster.address))
 }
 
 impl Owner {
@@ -124,7 +133,7 @@ impl Owner {
                 path: origin.clone(),
                 cause,
             })?;
-        let ledger = match local.store.load_ledger() {
+        let ledger = match local.store.load_ledger().map_err(OwnerError::Store)? {
             Some(l) => l,
             None => {
                 let l = Ledger::adopt(&text, &me, now_millis());
@@ -142,7 +151,7 @@ impl Owner {
             .store
             .text(&ledger.head.id)
             .unwrap_or_else(|| text.clone());
-        let (nodes, addrs) = topology(&held, &origin, &me).map_err(OwnerError::Invalid)?;
+        let (nodes, addrs, source) = topology(&held, &origin, &me).map_err(OwnerError::Invalid)?;
         let edited_by_hand = content_digest(&text) != ledger.head.content;
         let conflict = local.store.load_conflict();
         let owner = Owner {
@@ -158,6 +167,7 @@ impl Owner {
                 counters: SyncCounters::default(),
                 reported: None,
                 settled: false,
+                source,
             }),
             local,
             identity,
@@ -257,7 +267,8 @@ impl Owner {
         if let Err(e) = self.local.store.save_ledger(&st.ledger) {
             tracing::warn!("cannot save the ledger: {e}");
         }
-        if let Ok((nodes, addrs)) = topology(text, &self.origin(), self.me()) {
+        if let Ok((nodes, addrs, source)) = topology(text, &self.origin(), self.me()) {
+            st.source = source;
             let old = std::mem::take(&mut st.peers);
             st.peers = peers_of(&nodes, &addrs, old);
             st.nodes = nodes;
@@ -406,7 +417,32 @@ impl Owner {
                 nodes,
             };
         }
-        // 2. This director takes it; then every one that is ready.
+        // 2. This director takes it; then every one that is ready. A hand
+        // edit it replaces is kept, not lost.
+        let mut note = String::new();
+        if let Ok(disk) = self.local.store.read_config()
+            && disk != previous
+            && disk != req.text
+        {
+            match self.local.store.keep_hand_edit(&disk, now_millis()) {
+                Ok(p) => {
+                    note = format!(
+                        "the hand edit that was in the file is kept as {}",
+                        p.display()
+                    )
+                }
+                Err(e) => {
+                    return ApplyResult {
+                        applied: false,
+                        version: Some(version),
+                        error: format!(
+                            "the file here was edited by hand, and that edit cannot be kept: {e}"
+                        ),
+                        nodes: Vec::new(),
+                    };
+                }
+            }
+        }
         if let Err(r) = self.local.take(&req.text, &previous).await {
             self.release(&ready, &version.id, &mut nodes).await;
             nodes.insert(0, refused_by(&me, r));
@@ -458,37 +494,78 @@ impl Owner {
             }
         }
         if failed {
-            // 3. One could not keep it: none keeps it.
+            // 3. One could not keep it: none keeps it. The undo is a new
+            // version with the previous text, made on top of the refused
+            // one, never a rewind: a director that took the refused version
+            // and was not reached now still ends up at the undo (it is
+            // ahead of everything), not the other way round.
+            let (undo, undo_lineage) = {
+                let st = self.st();
+                st.ledger.next(
+                    &previous,
+                    &req.author,
+                    &me,
+                    now_millis(),
+                    &format!(
+                        "undoes version {}: a director could not keep it",
+                        version.short()
+                    ),
+                    &[],
+                )
+            };
             let restore = Request::Restore {
-                id: version.id.clone(),
-                to: before.head.id.clone(),
+                version: undo.clone(),
+                lineage: undo_lineage.clone(),
+                text: previous.clone(),
             };
             for (name, _, a) in self.ask_all(&took, &restore).await {
-                nodes.push(NodeResult {
-                    node: name,
-                    outcome: if matches!(a, Ok(Answer::Restored)) {
-                        NodeOutcome::Restored
-                    } else {
-                        NodeOutcome::Unreachable
+                nodes.push(match a {
+                    Ok(Answer::Restored) => NodeResult {
+                        node: name,
+                        outcome: NodeOutcome::Restored,
+                        message: String::new(),
+                        diagnostics: Vec::new(),
                     },
-                    message: match a {
-                        Ok(Answer::Restored) => String::new(),
-                        Ok(other) => format!("answered {other:?} to a restore"),
-                        Err(e) => e,
+                    Ok(Answer::Refused {
+                        message,
+                        diagnostics,
+                    }) => NodeResult {
+                        node: name,
+                        outcome: NodeOutcome::Refused,
+                        message: format!("could not put the previous version back: {message}"),
+                        diagnostics,
                     },
-                    diagnostics: Vec::new(),
+                    Ok(other) => refused_by(
+                        &name,
+                        Refusal::new(format!("answered {other:?} to a restore")),
+                    ),
+                    Err(e) => NodeResult {
+                        node: name,
+                        outcome: NodeOutcome::Unreachable,
+                        message: format!("{e}; it takes the previous version back when it returns"),
+                        diagnostics: Vec::new(),
+                    },
                 });
             }
-            let me_restored = self.restore_here(&version.id, &before).await;
-            nodes.insert(
-                0,
-                NodeResult {
+            let here = match self.local.take(&previous, &req.text).await {
+                Ok(()) => {
+                    self.advance(undo.clone(), undo_lineage, &previous);
+                    self.applied_event(&undo, "restored");
+                    NodeResult {
+                        node: me.clone(),
+                        outcome: NodeOutcome::Restored,
+                        message: String::new(),
+                        diagnostics: Vec::new(),
+                    }
+                }
+                Err(r) => NodeResult {
                     node: me.clone(),
-                    outcome: NodeOutcome::Restored,
-                    message: me_restored.err().unwrap_or_default(),
-                    diagnostics: Vec::new(),
+                    outcome: NodeOutcome::Refused,
+                    message: format!("could not put the previous version back: {}", r.summary()),
+                    diagnostics: r.diagnostics,
                 },
-            );
+            };
+            nodes.insert(0, here);
             self.st().counters.changes_refused += 1;
             return ApplyResult {
                 applied: false,
@@ -510,7 +587,7 @@ impl Owner {
             NodeResult {
                 node: me.clone(),
                 outcome: NodeOutcome::Applied,
-                message: String::new(),
+                message: note,
                 diagnostics: Vec::new(),
             },
         );
@@ -564,10 +641,11 @@ impl Owner {
         req: &Request,
     ) -> Vec<(String, SocketAddr, Result<Answer, String>)> {
         let tls = self.identity.client.clone();
+        let source = self.st().source;
         let calls = peers.iter().map(|(name, addr)| {
             let tls = tls.clone();
             async move {
-                let a = peer::call(&tls, name, *addr, req).await;
+                let a = peer::call(&tls, source, name, *addr, req).await;
                 (name.clone(), *addr, a)
             }
         });
@@ -576,24 +654,15 @@ impl Owner {
 
     async fn release(&self, ready: &[(String, SocketAddr)], id: &str, nodes: &mut Vec<NodeResult>) {
         let req = Request::Release { id: id.to_string() };
-        for (name, _, _) in self.ask_all(ready, &req).await {
-            nodes.push(released(&name));
+        for (name, _, a) in self.ask_all(ready, &req).await {
+            let mut r = released(&name);
+            // One that did not hear the release drops the change when its
+            // hold expires; it never took it.
+            if let Err(e) = a {
+                r.message = format!("did not hear the release ({e}); its hold expires");
+            }
+            nodes.push(r);
         }
-    }
-
-    /// Puts `before`'s version back here after `id` was taken.
-    async fn restore_here(&self, id: &str, before: &Ledger) -> Result<(), String> {
-        let text = self.head_text(&before.head);
-        let current = self.local.store.text(id).unwrap_or_default();
-        let r = self.local.take(&text, &current).await;
-        {
-            let mut st = self.st();
-            st.ledger = before.clone();
-            let _ = self.local.store.save_ledger(&st.ledger);
-        }
-        self.local.store.forget(id);
-        self.applied_event(&before.head, "restored");
-        r.map_err(|r| r.summary())
     }
 
     /// `tandem config discard`: a file edited by hand goes back to the
@@ -752,7 +821,11 @@ impl Owner {
                 };
                 p.asked = true;
                 match a {
-                    Ok(Answer::Head(h)) if h.node == *name => {
+                    Ok(Answer::Head(h))
+                        if h.node == *name
+                            && tandem_model::sync::is_id(&h.version.id)
+                            && h.lineage.iter().all(|l| tandem_model::sync::is_id(l)) =>
+                    {
                         p.view.reachable = true;
                         p.view.last_seen = Some(now);
                         p.view.error = None;
@@ -777,7 +850,14 @@ impl Owner {
         if let Ok(_one) = self.change.try_lock() {
             self.settle().await;
             let mut st = self.st();
-            st.settled = st.peers.values().all(|p| p.asked);
+            // Ready once every director was asked and none that answered is
+            // still ahead (one whose version this director refuses is loud
+            // enough; waiting would not change it).
+            let behind = st
+                .peers
+                .values()
+                .any(|p| p.view.reachable && p.view.relation == Some(Relation::Ahead));
+            st.settled = st.peers.values().all(|p| p.asked) && (!behind || st.refusing.is_some());
         }
         self.report();
     }
@@ -823,7 +903,10 @@ impl Owner {
             (ahead, diverged, st.ledger.head.clone())
         };
         if let Some((name, addr, v, lineage)) = ahead {
+            // The relations were computed against the version before: the
+            // next round looks at conflicts with the new one.
             self.catch_up(&name, addr, v, lineage, &held).await;
+            return;
         }
         self.record_conflict(diverged).await;
     }
@@ -834,8 +917,10 @@ impl Owner {
         addr: SocketAddr,
         v: &ConfigVersion,
     ) -> Result<String, String> {
+        let source = self.st().source;
         match peer::call(
             &self.identity.client,
+            source,
             name,
             addr,
             &Request::Fetch { id: v.id.clone() },
@@ -895,12 +980,7 @@ impl Owner {
         {
             let mut st = self.st();
             st.refusing = None;
-            // A conflict this version settles (it descends from ours) is over.
-            if st.conflict.is_some() {
-                st.conflict = None;
-                st.their_lineages.clear();
-                let _ = self.local.store.save_conflict(None);
-            }
+            self.settle_conflict(&mut st);
             if let Some(p) = st.peers.get_mut(name) {
                 p.view.relation = Some(Relation::Same);
             }
@@ -1090,6 +1170,21 @@ fn assess_with(st: &State, me: &str, with_peers: bool) -> (SyncState, String) {
             format!("asking {} for its version", not_asked.join(", ")),
         );
     }
+    let diverged: Vec<&str> = st
+        .peers
+        .iter()
+        .filter(|(_, p)| p.view.reachable && p.view.relation == Some(Relation::Diverged))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !diverged.is_empty() {
+        return (
+            SyncState::Conflict,
+            format!(
+                "{} has a version that neither descends from nor precedes {me}'s: fetching it to show the conflict",
+                diverged.join(", ")
+            ),
+        );
+    }
     let moving: Vec<String> = st
         .peers
         .iter()
@@ -1176,6 +1271,14 @@ pub fn unified(
 // ----- answering the other directors ----------------------------------
 
 impl Service for Owner {
+    fn admits(&self, from: std::net::IpAddr) -> bool {
+        let from = match from {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.st().peers.values().any(|p| p.address.ip() == from)
+    }
+
     fn peer_of(&self, cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
         let st = self.st();
         st.nodes
@@ -1191,6 +1294,12 @@ impl Service for Owner {
             Incoming::TlsRefused(why) => {
                 st.counters.refused_tls += 1;
                 tracing::warn!("sync channel: TLS refused: {why}");
+            }
+            Incoming::Stranger(from) => {
+                st.counters.refused_peers += 1;
+                tracing::warn!(
+                    "sync channel: refused a connection from {from}: not a director's address"
+                );
             }
             Incoming::NotAPeer(names) => {
                 st.counters.refused_peers += 1;
@@ -1246,7 +1355,11 @@ impl Service for Owner {
                 }
                 Answer::Released
             }
-            Request::Restore { id, to } => self.restore(&from, &id, &to).await,
+            Request::Restore {
+                version,
+                lineage,
+                text,
+            } => self.restore(&from, version, lineage, text).await,
             Request::Events => Answer::Events {
                 events: self.events_here().await,
             },
@@ -1268,6 +1381,31 @@ impl Service for Owner {
 }
 
 impl Owner {
+    /// Whether the file on disk is not the version held, now (not as of
+    /// the last round: an edit a moment ago must not be overwritten).
+    fn edited_now(&self) -> bool {
+        let head = self.st().ledger.head.content.clone();
+        self.local
+            .store
+            .read_config()
+            .is_ok_and(|t| content_digest(&t) != head)
+    }
+
+    /// A conflict ends when the version held descends from every side of
+    /// it; any other new version leaves it standing.
+    fn settle_conflict(&self, st: &mut State) {
+        let settled = st.conflict.as_ref().is_some_and(|c| {
+            c.theirs
+                .iter()
+                .all(|t| st.ledger.lineage.contains(&t.version.id))
+        });
+        if settled {
+            st.conflict = None;
+            st.their_lineages.clear();
+            let _ = self.local.store.save_conflict(None);
+        }
+    }
+
     /// An action on this director's daemons, in its event log with who
     /// asked.
     async fn act_here(
@@ -1350,10 +1488,12 @@ impl Owner {
                     diagnostics: Vec::new(),
                 };
             }
-            if st.edited_by_hand {
+            if let Some(c) = &st.conflict
+                && !c.theirs.iter().all(|t| lineage.contains(&t.version.id))
+            {
                 return Answer::Refused {
                     message: format!(
-                        "the file on {me} was edited by hand and not applied: apply or discard that edit there first"
+                        "{me} is in a conflict this change does not resolve: resolve it first (tandem config resolve)"
                     ),
                     diagnostics: Vec::new(),
                 };
@@ -1362,6 +1502,14 @@ impl Owner {
                 drop(st);
                 return self.stale(format!("{me} refuses it: {why}"));
             }
+        }
+        if self.edited_now() {
+            return Answer::Refused {
+                message: format!(
+                    "the file on {me} was edited by hand and not applied: apply or discard that edit there first"
+                ),
+                diagnostics: Vec::new(),
+            };
         }
         if let Err(r) = self.local.validate(&text) {
             return Answer::Refused {
@@ -1381,6 +1529,19 @@ impl Owner {
 
     async fn commit(&self, from: &str, id: &str) -> Answer {
         let _one = self.change.lock().await;
+        if self.st().ledger.head.id == id {
+            // Taken already (by catching up after the hold expired).
+            return Answer::Committed;
+        }
+        if self.edited_now() {
+            return Answer::Refused {
+                message: format!(
+                    "the file on {} was edited by hand and not applied: apply or discard that edit there first",
+                    self.me()
+                ),
+                diagnostics: Vec::new(),
+            };
+        }
         let prepared = {
             let mut st = self.st();
             match st.prepared.take() {
@@ -1405,12 +1566,7 @@ impl Owner {
                     let mut st = self.st();
                     st.counters.changes_applied += 1;
                     st.refusing = None;
-                    // A resolution descends from this side: the conflict is over.
-                    if st.conflict.is_some() {
-                        st.conflict = None;
-                        st.their_lineages.clear();
-                        let _ = self.local.store.save_conflict(None);
-                    }
+                    self.settle_conflict(&mut st);
                     if let Some(p) = st.peers.get_mut(from) {
                         p.view.version = Some(v.clone());
                         p.view.relation = Some(Relation::Same);
@@ -1430,37 +1586,37 @@ impl Owner {
         }
     }
 
-    async fn restore(&self, from: &str, id: &str, to: &str) -> Answer {
+    /// The coordinator's undo of a version this director took: a new
+    /// version with the previous text, on top of it.
+    async fn restore(
+        &self,
+        from: &str,
+        version: ConfigVersion,
+        lineage: Vec<String>,
+        text: String,
+    ) -> Answer {
+        if !well_formed(&version, &text) {
+            self.st().counters.bad_messages += 1;
+            return Answer::Refused {
+                message: format!("{}: the version's id does not match its content", self.me()),
+                diagnostics: Vec::new(),
+            };
+        }
         let _one = self.change.lock().await;
-        let (head, lineage) = {
+        let (admitted, held) = {
             let st = self.st();
-            (st.ledger.head.clone(), st.ledger.lineage.clone())
+            (st.ledger.admits(&version, &lineage), st.ledger.head.clone())
         };
-        let (Some(prev), Some(prev_text)) =
-            (self.local.store.version(to), self.local.store.text(to))
-        else {
-            return self.stale(format!(
-                "a restore to version {} this director does not have",
-                short(to)
-            ));
-        };
-        if head.id != id || lineage.get(1).map(String::as_str) != Some(to) {
-            return self.stale(format!(
-                "a restore from {from} of version {} that is not the one taken here",
-                short(id)
-            ));
+        if let Err(why) = admitted {
+            return self.stale(format!("a restore from {from}: {why}"));
         }
-        let current = self.head_text(&head);
-        let r = self.local.take(&prev_text, &current).await;
-        {
-            let mut st = self.st();
-            st.ledger.advance(prev.clone(), lineage[1..].to_vec());
-            let _ = self.local.store.save_ledger(&st.ledger);
-        }
-        self.local.store.forget(id);
-        self.applied_event(&prev, "restored");
-        match r {
-            Ok(()) => Answer::Restored,
+        let current = self.head_text(&held);
+        match self.local.take(&text, &current).await {
+            Ok(()) => {
+                self.advance(version.clone(), lineage, &text);
+                self.applied_event(&version, "restored");
+                Answer::Restored
+            }
             Err(r) => Answer::Refused {
                 message: r.message,
                 diagnostics: r.diagnostics,

@@ -39,6 +39,7 @@ pub fn answer_within(req: &Request) -> Duration {
 /// why there is none.
 pub async fn call(
     tls: &Arc<rustls::ClientConfig>,
+    source: Option<std::net::IpAddr>,
     node: &str,
     addr: SocketAddr,
     req: &Request,
@@ -46,7 +47,20 @@ pub async fn call(
     let name = ServerName::try_from(node.to_string())
         .map_err(|_| format!("\"{node}\" is not a name a certificate can carry"))?;
     let exchange = async {
-        let tcp = tokio::time::timeout(CONNECT, TcpStream::connect(addr))
+        // From this director's own sync address: the others accept only
+        // the directors' addresses, whatever the route's preferred source.
+        let connect = async {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            if let Some(ip) = source.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+                socket.bind(SocketAddr::new(ip, 0))?;
+            }
+            socket.connect(addr).await
+        };
+        let tcp = tokio::time::timeout(CONNECT, connect)
             .await
             .map_err(|_| format!("no connection to {addr} within {} s", CONNECT.as_secs()))?
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -76,6 +90,8 @@ pub async fn call(
 
 /// What the accepting side tells its owner about each connection.
 pub enum Incoming {
+    /// Not from a director's address: closed before any TLS.
+    Stranger(std::net::IpAddr),
     /// TLS refused the connection (handshake or a record).
     TlsRefused(String),
     /// The certificate is good but names no other node of this cluster.
@@ -86,6 +102,9 @@ pub enum Incoming {
 
 /// The owner's side: who may talk, and what to answer.
 pub trait Service: Send + Sync + 'static {
+    /// Whether a connection from this address may go on to TLS (the
+    /// directors' addresses only: nobody else can hold a slot).
+    fn admits(&self, from: std::net::IpAddr) -> bool;
     /// The node a verified certificate belongs to, if it is another node
     /// of this cluster.
     fn peer_of(&self, cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String>;
@@ -102,9 +121,6 @@ pub async fn serve<S: Service>(listener: TcpListener, tls: Arc<rustls::ServerCon
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(CONCURRENT));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let (tcp, from) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -112,6 +128,14 @@ pub async fn serve<S: Service>(listener: TcpListener, tls: Arc<rustls::ServerCon
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        if !svc.admits(from.ip()) {
+            svc.count(Incoming::Stranger(from.ip()));
+            drop(tcp);
+            continue;
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
         };
         let acceptor = acceptor.clone();
         let svc = svc.clone();

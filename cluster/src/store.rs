@@ -3,9 +3,9 @@
 //! it has held (the history, kept as backups) and a conflict's other
 //! side, under `<state_dir>/cluster/`.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use tandem_model::sync::{ConfigVersion, Conflict};
@@ -23,7 +23,11 @@ pub struct Store {
 impl Store {
     pub fn open(config: &Path, state_dir: &Path) -> io::Result<Store> {
         let dir = state_dir.join("cluster");
-        fs::create_dir_all(dir.join("versions"))?;
+        // Versions hold password hashes: root's alone.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join("versions"))?;
         Ok(Store {
             config: config.to_path_buf(),
             dir,
@@ -51,7 +55,12 @@ impl Store {
         let tmp = parent.join(format!(".{name}.clusterd-{}", std::process::id()));
         let old = fs::metadata(&self.config).ok();
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            // Readable by nobody else until it has the old file's mode.
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(text.as_bytes())?;
             if let Some(m) = &old {
                 f.set_permissions(m.permissions())?;
@@ -67,9 +76,25 @@ impl Store {
         result
     }
 
-    pub fn load_ledger(&self) -> Option<Ledger> {
-        let text = fs::read_to_string(self.dir.join("ledger.json")).ok()?;
-        serde_json::from_str(&text).ok()
+    /// The ledger kept, `None` when there is none yet. One that cannot be
+    /// read is an error: starting over would take any other director's
+    /// version over this one's.
+    pub fn load_ledger(&self) -> io::Result<Option<Ledger>> {
+        let path = self.dir.join("ledger.json");
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is damaged ({e}): move it away to start this director's history over (it then takes the cluster's version)",
+                    path.display()
+                ),
+            )
+        })
     }
 
     pub fn save_ledger(&self, l: &Ledger) -> io::Result<()> {
@@ -82,6 +107,12 @@ impl Store {
     /// Keeps a version's text and description in the history, and trims
     /// the history to [`KEEP`] versions.
     pub fn keep(&self, v: &ConfigVersion, text: &str) -> io::Result<()> {
+        if !tandem_model::sync::is_id(&v.id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a version id",
+            ));
+        }
         let base = self.dir.join("versions").join(&v.id);
         write_atomic(&base.with_extension("toml"), text.as_bytes())?;
         write_atomic(&base.with_extension("json"), &serde_json::to_vec_pretty(v)?)?;
@@ -96,20 +127,23 @@ impl Store {
 
     /// Drops a version from the history (one that was undone).
     pub fn forget(&self, id: &str) {
+        if !tandem_model::sync::is_id(id) {
+            return;
+        }
         let b = self.dir.join("versions").join(id);
         let _ = fs::remove_file(b.with_extension("toml"));
         let _ = fs::remove_file(b.with_extension("json"));
     }
 
     pub fn text(&self, id: &str) -> Option<String> {
-        if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.is_empty() {
+        if !tandem_model::sync::is_id(id) {
             return None;
         }
         fs::read_to_string(self.dir.join("versions").join(id).with_extension("toml")).ok()
     }
 
     pub fn version(&self, id: &str) -> Option<ConfigVersion> {
-        if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.is_empty() {
+        if !tandem_model::sync::is_id(id) {
             return None;
         }
         let t =
@@ -148,9 +182,24 @@ impl Store {
     }
 }
 
+/// Keeps a hand edit that a change is about to replace, beside the
+/// history; returns where.
+impl Store {
+    pub fn keep_hand_edit(&self, text: &str, at: u64) -> io::Result<PathBuf> {
+        let p = self.dir.join(format!("hand-edit-{at}.toml"));
+        write_atomic(&p, text.as_bytes())?;
+        Ok(p)
+    }
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, path)

@@ -30,8 +30,13 @@ pub enum Request {
     Commit { id: String },
     /// Forget the version you prepared: another director refused it.
     Release { id: String },
-    /// You took `id`; put `to` (the version before it) back.
-    Restore { id: String, to: String },
+    /// A version you took could not be kept everywhere: take this one, on
+    /// top of it, with the previous text.
+    Restore {
+        version: ConfigVersion,
+        lineage: Vec<String>,
+        text: String,
+    },
     /// Do this on your daemons.
     Act { action: Action, author: String },
     /// Your recent events (clusterd, vrrpd, healthd), for the timeline.

@@ -34,8 +34,22 @@ pub struct ConfigVersion {
 impl ConfigVersion {
     /// The first 12 characters of the id, as the UI and the CLI show it.
     pub fn short(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        short(&self.id)
     }
+}
+
+/// The first 12 characters of a version id (whole characters: an id
+/// from the network may be anything).
+pub fn short(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(i, _)| &id[..i])
+}
+
+/// A version id as tandem makes them: 64 lowercase hex digits.
+pub fn is_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// How this director's configuration stands with the cluster.

@@ -224,6 +224,7 @@ impl Vrrpd {
 /// Debian's keepalived (VRRP only) running in a lab host.
 pub struct Keepalived {
     proc: Proc,
+    path: PathBuf,
 }
 
 impl Keepalived {
@@ -271,7 +272,17 @@ impl Keepalived {
             ]
             .concat(),
         );
-        Keepalived { proc: p }
+        Keepalived { proc: p, path }
+    }
+
+    /// Its configuration file.
+    pub fn conf_path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// SIGHUP: keepalived re-reads its file.
+    pub fn reload(&self) {
+        self.proc.signal(libc::SIGHUP);
     }
 
     pub fn log(&self) -> String {

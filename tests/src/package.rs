@@ -12,7 +12,14 @@ use crate::netns::under_ci;
 use crate::{binary, workspace_root};
 
 /// The programs the package carries.
-pub const PROGRAMS: &[&str] = &["tandem-vrrpd", "tandem-healthd", "tandem-webui", "ipvsctl"];
+pub const PROGRAMS: &[&str] = &[
+    "tandem-vrrpd",
+    "tandem-healthd",
+    "tandem-webui",
+    "ipvsctl",
+    "tandem-clusterd",
+    "tandem",
+];
 
 /// A built package, deleted with this value.
 pub struct Deb {

@@ -369,13 +369,26 @@ fn the_sync_channel_refuses_strangers_altered_and_replayed_bytes_and_vrrp_does_n
     let lb1 = "10.77.0.1:7780".parse().unwrap();
 
     // 1. A stranger that claims to be lb2, with a certificate of its own
-    // authority: the handshake fails.
+    // authority: from an address that is not a director's it is cut off
+    // before TLS; from lb2's own box, the handshake fails.
     let rogue_dir = net.lab.dir().join("rogue");
     tandem_cluster::identity::init(&rogue_dir, "lb2").unwrap();
     let rogue = Identity::load(&rogue_dir).unwrap().client;
+    let r = rogue.clone();
     let got = in_netns(&net.client, move || {
         block_on(tandem_cluster::peer::call(
+            &r,
+            None,
+            "lb1",
+            lb1,
+            &Request::Head,
+        ))
+    });
+    assert!(got.is_err(), "a stranger got an answer: {got:?}");
+    let got = in_netns(&net.directors[1], move || {
+        block_on(tandem_cluster::peer::call(
             &rogue,
+            None,
             "lb1",
             lb1,
             &Request::Head,
@@ -383,23 +396,25 @@ fn the_sync_channel_refuses_strangers_altered_and_replayed_bytes_and_vrrp_does_n
     });
     assert!(got.is_err(), "a stranger got an answer: {got:?}");
 
-    // 2. lb2's real identity through a proxy that flips one byte.
+    // 2. lb2's real identity through a proxy on lb2's box that flips one
+    // byte.
     let lb2_id = Identity::load(&ds[1].dir.join("identity")).unwrap().client;
     let tls = lb2_id.clone();
-    let got = in_netns(&net.client, move || {
+    let got = in_netns(&net.directors[1], move || {
         block_on(async move {
             let proxy = Proxy::start(lb1, Mode::FlipAfter(10)).await;
-            tandem_cluster::peer::call(&tls, "lb1", proxy.addr, &Request::Head).await
+            tandem_cluster::peer::call(&tls, None, "lb1", proxy.addr, &Request::Head).await
         })
     });
     assert!(got.is_err(), "an altered exchange was answered: {got:?}");
 
     // 3. A recorded exchange replayed byte for byte.
     let tls = lb2_id.clone();
-    in_netns(&net.client, move || {
+    in_netns(&net.directors[1], move || {
         block_on(async move {
             let proxy = Proxy::start(lb1, Mode::Record).await;
-            let first = tandem_cluster::peer::call(&tls, "lb1", proxy.addr, &Request::Head).await;
+            let first =
+                tandem_cluster::peer::call(&tls, None, "lb1", proxy.addr, &Request::Head).await;
             assert!(matches!(first, Ok(Answer::Head(_))), "{first:?}");
             let recorded = proxy.recorded().await;
             // The server's fresh random makes the old client flight wrong:
@@ -410,10 +425,11 @@ fn the_sync_channel_refuses_strangers_altered_and_replayed_bytes_and_vrrp_does_n
 
     // 4. A commit of a change lb1 never prepared, with lb2's identity.
     let tls = lb2_id.clone();
-    let id = ds[0].status().version.id;
-    let got = in_netns(&net.client, move || {
+    let id = "0".repeat(64);
+    let got = in_netns(&net.directors[1], move || {
         block_on(tandem_cluster::peer::call(
             &tls,
+            None,
             "lb1",
             lb1,
             &Request::Commit { id },
@@ -423,7 +439,7 @@ fn the_sync_channel_refuses_strangers_altered_and_replayed_bytes_and_vrrp_does_n
 
     let k = wait_until(T, || {
         let k = ds[0].status().counters;
-        k.refused_tls >= 3 && k.stale_messages >= 1
+        k.refused_peers >= 1 && k.refused_tls >= 3 && k.stale_messages >= 1
     });
     assert!(k.is_some(), "counters: {:?}", ds[0].status().counters);
     // VRRP did not notice, and the pair is still in sync.

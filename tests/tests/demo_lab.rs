@@ -1,7 +1,8 @@
 //! The README's main command works: `scripts/lab up` brings up the whole
 //! appliance (in the VM here, where the kernel has no IPVS; in namespaces
 //! where it has), the client is served through the VIP, the web UI
-//! answers on the host's loopback, a director and a real server die
+//! answers on the host's loopback, the directors are one cluster in sync
+//! (a drain reaches both), a director and a real server die
 //! without the client noticing for long, and `down` leaves nothing behind.
 
 use std::path::PathBuf;
@@ -110,7 +111,13 @@ fn the_demo_lab_comes_up_serves_through_failures_and_goes_away() {
         return;
     }
     let vrrpd = binary("tandem-vrrpd");
-    for b in ["tandem-healthd", "tandem-webui", "tandem-labvm"] {
+    for b in [
+        "tandem-healthd",
+        "tandem-webui",
+        "tandem-labvm",
+        "tandem-clusterd",
+        "tandem",
+    ] {
         binary(b);
     }
     let lab = Lab {
@@ -141,6 +148,31 @@ fn the_demo_lab_comes_up_serves_through_failures_and_goes_away() {
     let api = lab.curl("/api/v1/status", Some("admin:tandem"));
     assert!(api.ends_with("\n200") && api.contains("\"web\""), "{api}");
     assert!(lab.curl("/api/v1/status", None).ends_with("\n401"));
+    // The two directors are one cluster, in sync.
+    let cluster = lab.curl("/api/v1/cluster", Some("admin:tandem"));
+    assert!(
+        cluster.ends_with("\n200") && cluster.contains("\"state\":\"in_sync\""),
+        "{cluster}"
+    );
+    let drained = lab.ok(&["drain", "rs3"]);
+    assert!(
+        drained.contains("lb1: done") && drained.contains("lb2: done"),
+        "{drained}"
+    );
+    // Weight 0 in both directors' IPVS tables.
+    for d in ["lb1", "lb2"] {
+        let weight = |lab: &Lab| {
+            lab.ok(&["run", d, "ipvsadm", "-Ln"])
+                .lines()
+                .find(|l| l.contains("10.99.0.13:80"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        };
+        let zero = netns::wait_until(Duration::from_secs(20), || {
+            weight(&lab).as_deref() == Some("0")
+        });
+        assert!(zero.is_some(), "{d}: {:?}", weight(&lab));
+    }
+    lab.ok(&["enable", "rs3"]);
 
     // Served by every real server.
     let lines = lab.load(2);

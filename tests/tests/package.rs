@@ -37,6 +37,7 @@ fn the_package_carries_every_program_unit_page_completion_and_the_default_config
         "/usr/lib/systemd/system/tandem-vrrpd.service",
         "/usr/lib/systemd/system/tandem-healthd.service",
         "/usr/lib/systemd/system/tandem-webui.service",
+        "/usr/lib/systemd/system/tandem-clusterd.service",
         "/etc/tandem/tandem.toml",
         "/usr/share/doc/tandem/examples/tandem.example.toml",
         "/usr/share/doc/tandem/examples/run-as-user.conf",
@@ -127,6 +128,15 @@ fn the_maintainer_scripts_start_the_daemons_but_leave_the_web_ui_off() {
     assert!(
         postinst.contains("deb-systemd-invoke try-restart tandem-webui.service"),
         "an enabled web UI is restarted on upgrade\n{postinst}"
+    );
+    // Neither is the cluster daemon: it needs an identity first.
+    assert!(
+        !postinst.contains("deb-systemd-invoke $_dh_action tandem-clusterd.service"),
+        "{postinst}"
+    );
+    assert!(
+        postinst.contains("deb-systemd-invoke try-restart tandem-clusterd.service"),
+        "{postinst}"
     );
     let prerm = read("prerm");
     assert!(

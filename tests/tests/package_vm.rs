@@ -17,7 +17,12 @@ use tandem_tests::vm::{self, Running, System, Vm};
 /// the package's own dependency (/bin/kill), in the list so the tree is
 /// the harness's own.
 const PACKAGES: &[&str] = &["iproute2", "man-db", "procps"];
-const UNITS: &[&str] = &["tandem-vrrpd", "tandem-healthd", "tandem-webui"];
+const UNITS: &[&str] = &[
+    "tandem-vrrpd",
+    "tandem-healthd",
+    "tandem-webui",
+    "tandem-clusterd",
+];
 
 /// Highest `systemd-analyze security` exposure accepted per unit (0 is
 /// best, 10 worst): a setting dropped from a unit fails the test. The
@@ -26,6 +31,7 @@ const MAX_EXPOSURE: &[(&str, f64)] = &[
     ("tandem-vrrpd", 2.5),
     ("tandem-healthd", 2.5),
     ("tandem-webui", 2.0),
+    ("tandem-clusterd", 2.0),
 ];
 
 /// Wall time per phase of a test, printed at its end.
@@ -224,11 +230,14 @@ fn a_fresh_box_installs_the_package_and_runs_its_hardened_units_until_purged_in_
         assert_eq!(property(&mut b, unit, "ActiveState"), "active", "{unit}");
         assert_eq!(property(&mut b, unit, "UnitFileState"), "enabled", "{unit}");
     }
-    assert_eq!(property(&mut b, "tandem-webui", "ActiveState"), "inactive");
-    assert_eq!(
-        property(&mut b, "tandem-webui", "UnitFileState"),
-        "disabled"
-    );
+    for unit in ["tandem-webui", "tandem-clusterd"] {
+        assert_eq!(property(&mut b, unit, "ActiveState"), "inactive", "{unit}");
+        assert_eq!(
+            property(&mut b, unit, "UnitFileState"),
+            "disabled",
+            "{unit}"
+        );
+    }
     // Ready means serving: the control socket answers the moment a
     // (re)start returns.
     b.sh_ok("systemctl restart tandem-vrrpd && tandem-vrrpd status");
@@ -455,6 +464,27 @@ address = "192.168.77.{peer}"
     )
 }
 
+/// The pair as a cluster: one file for both, with the sync channel on
+/// the wire between them.
+fn cluster_config(vips: &[&str]) -> String {
+    let vips: Vec<String> = vips.iter().map(|v| format!("\"{v}\"")).collect();
+    format!(
+        r#"[cluster]
+nodes = ["lb1", "lb2"]
+address = {{ lb1 = "192.168.77.1", lb2 = "192.168.77.2" }}
+
+[[vrrp_instance]]
+name = "web"
+interface = "eth0"
+vrid = 51
+priority = {{ lb1 = 150, lb2 = 100 }}
+advert_interval = "1s"
+virtual_ips = [{}]
+"#,
+        vips.join(", ")
+    )
+}
+
 const VIP: &str = "192.168.77.100";
 
 /// Runs `f` on both boxes at once (each VM is one busy core under TCG).
@@ -506,7 +536,7 @@ fn two_boxes_float_a_vip_hand_it_over_and_keep_it_through_an_upgrade_in_vm() {
                     .file("tandem_1.deb", std::fs::read(&v1).unwrap())
                     .file("tandem_2.deb", std::fs::read(&v2).unwrap())
                     .file("tandem.toml", pair_config(me))
-                    .memory_mib(384)
+                    .memory_mib(768)
                     .timeout(Duration::from_secs(900))
             })
             .collect(),
@@ -614,6 +644,41 @@ fn two_boxes_float_a_vip_hand_it_over_and_keep_it_through_an_upgrade_in_vm() {
     assert!(transitions_since(a, &since).is_empty());
     assert!(holds(a, "eth0", VIP));
     phases.end("upgrade of the backup");
+
+    // The pair becomes a cluster: one identity (made on lb1, lb2's bundle
+    // carried across), one file, tandem-clusterd enabled on both; an edit
+    // applied on lb1 is lb2's file and lb2's running configuration.
+    let [a, b] = &mut boxes;
+    a.sh_ok("echo lb1 > /etc/tandem/node && tandem cluster init --node lb1");
+    let bundle = a.sh_ok("tandem cluster invite lb2");
+    b.sh_ok(&format!(
+        "echo lb2 > /etc/tandem/node && cat > /root/lb2.bundle <<'EOF'\n{bundle}EOF\ntandem cluster join /root/lb2.bundle && rm /root/lb2.bundle"
+    ));
+    both(&mut boxes, |b, _| {
+        b.sh_ok(&format!(
+            "cat > /etc/tandem/tandem.toml <<'EOF'\n{}EOF\nsystemctl enable --now tandem-clusterd && systemctl restart tandem-vrrpd tandem-healthd",
+            cluster_config(&["192.168.77.100/24"])
+        ));
+        assert_eq!(property(b, "tandem-clusterd", "ActiveState"), "active");
+    });
+    let [a, b] = &mut boxes;
+    wait_for(b, "tandem cluster status | grep -q 'IN SYNC'", 30);
+    a.sh_ok(&format!(
+        "cat > /root/new.toml <<'EOF'\n{}EOF\ntandem config apply /root/new.toml --comment 'a second VIP'",
+        cluster_config(&["192.168.77.100/24", "192.168.77.101/24"])
+    ));
+    assert_eq!(
+        b.sh_ok("md5sum < /etc/tandem/tandem.toml"),
+        a.sh_ok("md5sum < /etc/tandem/tandem.toml")
+    );
+    wait_state(a, VrrpState::Master, 30);
+    assert!(
+        vrrpd_status(b).instances[0].virtual_ips.len() == 2,
+        "lb2's vrrpd runs lb1's edit"
+    );
+    let history = b.sh_ok("tandem config history");
+    assert!(history.contains("a second VIP"), "{history}");
+    phases.end("a cluster of the two packaged boxes");
 
     // Removing the package from the master stops its daemons: the VIP
     // goes to lb2, the configuration stays for a reinstall.

@@ -1100,3 +1100,35 @@ async fn without_users_the_ui_is_read_only_without_login() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(e.file(), before);
 }
+
+#[tokio::test]
+async fn a_single_director_has_no_cluster_page_nor_cluster_api() {
+    let e = env();
+    let r = e
+        .api(
+            Method::GET,
+            "/api/v1/cluster",
+            Some(("ada", "admin-pw")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a synchronised cluster"),
+        "{}",
+        r.body
+    );
+    let b = e.login("ada", "admin-pw").await;
+    let page = e.get("/", Some(&b)).await;
+    assert!(!page.body.contains("href=\"/cluster\""), "no Cluster tab");
+    let page = e.get("/cluster", Some(&b)).await;
+    assert!(
+        page.body.contains("not a synchronised cluster"),
+        "{}",
+        page.body
+    );
+}

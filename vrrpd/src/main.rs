@@ -186,7 +186,20 @@ async fn wait_for_cluster(opts: &Options) {
         config::format_duration(cluster.catch_up)
     );
     loop {
-        let last = match clusterd.get::<ClusterStatus>("/status").await {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let asked = tokio::time::timeout(
+            left.max(std::time::Duration::from_millis(100)),
+            clusterd.get::<ClusterStatus>("/status"),
+        )
+        .await;
+        let last = match asked.unwrap_or_else(|_| {
+            Err(tandem_model::control::ClientError::Http {
+                path: "/status".into(),
+                status: 504,
+                message: "no answer".into(),
+                body: None,
+            })
+        }) {
             Ok(s) if s.ready => {
                 info!(
                     version = s.version.short(),

@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/whoami", get(whoami))
         .route("/status", get(status))
         .route("/cluster", get(crate::pages::api_cluster))
+        .route("/cluster/resolve", post(crate::pages::api_resolve))
+        .route("/cluster/maintenance", post(crate::pages::api_maintenance))
         .route("/overview", get(overview))
         .route("/virtual-servers", get(virtual_servers))
         .route("/events", get(events))
@@ -339,6 +341,25 @@ pub async fn metrics(State(app): State<AppState>, _v: Viewer, headers: HeaderMap
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
+    if app.cluster.is_some() {
+        // The cluster's few series change every second: appended, not cached.
+        let mut text = String::from_utf8_lossy(&plain).into_owned();
+        text.push_str(&crate::metrics::render_cluster(
+            app.cluster_view().as_deref(),
+        ));
+        if !gzip {
+            return ([content_type, vary], text).into_response();
+        }
+        return (
+            [
+                content_type,
+                vary,
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            ],
+            gzip_bytes(text.as_bytes()),
+        )
+            .into_response();
+    }
     if !gzip {
         return ([content_type, vary], plain).into_response();
     }

@@ -119,7 +119,7 @@ pub fn describe(k: &EventKind) -> String {
             };
             format!(
                 "configuration {how}: version {} (generation {generation}), made on {made_on}{by}",
-                &version[..version.len().min(12)]
+                tandem_model::sync::short(version)
             )
         }
         EventKind::ClusterSync { state, detail } => format!("cluster {state}: {detail}"),

@@ -473,9 +473,174 @@ fn seconds(ms: u64) -> String {
     }
 }
 
+/// The cluster's series, for a director of a synchronised cluster:
+/// `None` when clusterd does not answer.
+pub fn render_cluster(st: Option<&tandem_model::sync::ClusterStatus>) -> String {
+    use tandem_model::sync::{Relation, SyncState};
+    let mut o = Out {
+        text: String::with_capacity(2048),
+    };
+    o.family(
+        "tandem_clusterd_up",
+        "gauge",
+        "1 when tandem-clusterd answers on its control socket.",
+    );
+    o.sample("tandem_clusterd_up", &[], u8::from(st.is_some()));
+    let Some(st) = st else {
+        return o.text;
+    };
+    o.family(
+        "tandem_cluster_in_sync",
+        "gauge",
+        "1 when every director answered and has this director's version.",
+    );
+    o.sample("tandem_cluster_in_sync", &[], u8::from(st.state.in_sync()));
+    o.family(
+        "tandem_cluster_state",
+        "gauge",
+        "1 for the sync state this director is in, 0 for the others.",
+    );
+    for s in [
+        SyncState::InSync,
+        SyncState::CatchingUp,
+        SyncState::PeersUnreachable,
+        SyncState::Refusing,
+        SyncState::Conflict,
+        SyncState::EditedByHand,
+    ] {
+        let name = serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        o.sample(
+            "tandem_cluster_state",
+            &[("state", &name)],
+            u8::from(st.state == s),
+        );
+    }
+    o.family(
+        "tandem_cluster_generation",
+        "gauge",
+        "Generation of the configuration version this director holds.",
+    );
+    o.sample("tandem_cluster_generation", &[], st.version.generation);
+    o.family(
+        "tandem_cluster_peer_reachable",
+        "gauge",
+        "1 when the other director answered the last time it was asked.",
+    );
+    for p in &st.peers {
+        o.sample(
+            "tandem_cluster_peer_reachable",
+            &[("peer", &p.name)],
+            u8::from(p.reachable),
+        );
+    }
+    o.family(
+        "tandem_cluster_peer_same_version",
+        "gauge",
+        "1 when the other director has this director's version.",
+    );
+    for p in &st.peers {
+        o.sample(
+            "tandem_cluster_peer_same_version",
+            &[("peer", &p.name)],
+            u8::from(p.reachable && p.relation == Some(Relation::Same)),
+        );
+    }
+    let k = &st.counters;
+    o.family(
+        "tandem_cluster_refused_total",
+        "counter",
+        "Connections and requests the sync channel refused, by reason.",
+    );
+    for (reason, n) in [
+        ("tls", k.refused_tls),
+        ("unknown_peer", k.refused_peers),
+        ("malformed", k.bad_messages),
+        ("stale", k.stale_messages),
+    ] {
+        o.sample("tandem_cluster_refused_total", &[("reason", reason)], n);
+    }
+    o.family(
+        "tandem_cluster_changes_total",
+        "counter",
+        "Configuration changes this director took part in, by result.",
+    );
+    o.sample(
+        "tandem_cluster_changes_total",
+        &[("result", "applied")],
+        k.changes_applied,
+    );
+    o.sample(
+        "tandem_cluster_changes_total",
+        &[("result", "refused")],
+        k.changes_refused,
+    );
+    o.text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_out_of_sync_says_so_and_which_peer() {
+        use tandem_model::sync::*;
+        let v = ConfigVersion {
+            generation: 7,
+            id: "ab".repeat(32),
+            content: "cd".repeat(32),
+            parents: Vec::new(),
+            author: "ada".into(),
+            node: "lb1".into(),
+            at: 0,
+            comment: String::new(),
+        };
+        let st = ClusterStatus {
+            node: "lb1".into(),
+            nodes: vec!["lb1".into(), "lb2".into()],
+            state: SyncState::PeersUnreachable,
+            detail: String::new(),
+            version: v,
+            ready: true,
+            conflict: None,
+            refusing: None,
+            peers: vec![PeerView {
+                name: "lb2".into(),
+                address: "10.0.0.2:7780".into(),
+                reachable: false,
+                last_seen: None,
+                error: Some("no answer".into()),
+                version: None,
+                relation: None,
+                state: None,
+                vrrpd: None,
+                healthd: None,
+            }],
+            history: Vec::new(),
+            counters: SyncCounters {
+                refused_tls: 3,
+                ..Default::default()
+            },
+        };
+        let text = render_cluster(Some(&st));
+        for line in [
+            "tandem_clusterd_up 1",
+            "tandem_cluster_in_sync 0",
+            "tandem_cluster_state{state=\"peers_unreachable\"} 1",
+            "tandem_cluster_state{state=\"in_sync\"} 0",
+            "tandem_cluster_generation 7",
+            "tandem_cluster_peer_reachable{peer=\"lb2\"} 0",
+            "tandem_cluster_refused_total{reason=\"tls\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        assert_eq!(
+            render_cluster(None).lines().last(),
+            Some("tandem_clusterd_up 0")
+        );
+    }
 
     #[test]
     fn label_values_are_escaped_and_seconds_exact() {

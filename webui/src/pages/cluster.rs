@@ -421,106 +421,121 @@ pub struct ResolveForm {
     take: String,
 }
 
+/// Ends a conflict with `take`'s version, for every director: the
+/// result, or the status and reason it was not tried.
+async fn resolve_with(
+    app: &AppState,
+    author: &str,
+    take: &str,
+) -> Result<tandem_model::sync::ApplyResult, (StatusCode, String)> {
+    let unavailable = |m: &str| (StatusCode::SERVICE_UNAVAILABLE, m.to_string());
+    let c = app
+        .cluster
+        .as_ref()
+        .ok_or_else(|| unavailable("not a synchronised cluster"))?;
+    let st = app
+        .cluster_view()
+        .ok_or_else(|| unavailable("tandem-clusterd does not answer"))?;
+    let conflict = st.conflict.as_ref().ok_or((
+        StatusCode::CONFLICT,
+        "there is no conflict (any more)".to_string(),
+    ))?;
+    let version = if take == st.node {
+        Some(conflict.mine.clone())
+    } else {
+        conflict
+            .theirs
+            .iter()
+            .find(|t| t.node == take)
+            .map(|t| t.version.clone())
+    }
+    .ok_or((
+        StatusCode::BAD_REQUEST,
+        format!("{take} is not a side of the conflict"),
+    ))?;
+    #[derive(Deserialize)]
+    struct Text {
+        text: String,
+    }
+    let text = c
+        .get::<Text>(&format!("/versions/{}", version.id))
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?
+        .text;
+    let _one = app.writes.lock().await;
+    crate::cluster::apply(app, author, &text, true)
+        .await
+        .map_err(|e| unavailable(&e))
+}
+
 /// Ends a conflict with one side's version, for every director.
 pub async fn resolve(
     State(app): State<AppState>,
     Admin(caller, user): Admin,
     Form(f): Form<ResolveForm>,
 ) -> Response {
-    let Some(st) = app.cluster_view() else {
-        return message_page(
+    match resolve_with(&app, &user.name, &f.take).await {
+        Ok(r) => message_page(
             &app,
             &caller,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not resolved",
-            "tandem-clusterd does not answer.",
-        );
-    };
-    let Some(conflict) = &st.conflict else {
-        return message_page(
-            &app,
-            &caller,
-            StatusCode::CONFLICT,
-            "Not resolved",
-            "There is no conflict (any more).",
-        );
-    };
-    let version = if f.take == st.node {
-        Some(conflict.mine.clone())
-    } else {
-        conflict
-            .theirs
-            .iter()
-            .find(|t| t.node == f.take)
-            .map(|t| t.version.clone())
-    };
-    let Some(version) = version else {
-        return message_page(
-            &app,
-            &caller,
-            StatusCode::BAD_REQUEST,
-            "Not resolved",
-            "That director is not a side of the conflict.",
-        );
-    };
-    let Some(c) = app.cluster.as_ref() else {
-        return message_page(
-            &app,
-            &caller,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not resolved",
-            "Not a synchronised cluster.",
-        );
-    };
-    #[derive(Deserialize)]
-    struct Text {
-        text: String,
-    }
-    let text = match c.get::<Text>(&format!("/versions/{}", version.id)).await {
-        Ok(t) => t.text,
-        Err(e) => {
-            return message_page(
-                &app,
-                &caller,
-                StatusCode::BAD_GATEWAY,
-                "Not resolved",
-                &e.to_string(),
-            );
-        }
-    };
-    let _one = app.writes.lock().await;
-    match crate::cluster::apply(&app, &user.name, &text, true).await {
-        Ok(r) => {
-            let ok = r.applied;
-            let msg = format!(
-                "The cluster keeps {}'s version {}.\n{}",
-                f.take,
-                version.short(),
-                r.render()
-            );
-            message_page(
-                &app,
-                &caller,
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                },
-                if ok {
-                    "Conflict resolved"
-                } else {
-                    "Not resolved"
-                },
-                &msg,
-            )
-        }
-        Err(e) => message_page(
-            &app,
-            &caller,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not resolved",
-            &e,
+            if r.applied {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            },
+            if r.applied {
+                "Conflict resolved"
+            } else {
+                "Not resolved"
+            },
+            &format!("The cluster keeps {}'s version.\n{}", f.take, r.render()),
         ),
+        Err((status, e)) => message_page(&app, &caller, status, "Not resolved", &e),
+    }
+}
+
+/// `POST /api/v1/cluster/resolve` `{take}`.
+pub async fn api_resolve(
+    State(app): State<AppState>,
+    Admin(_, user): Admin,
+    axum::Json(f): axum::Json<ResolveForm>,
+) -> Response {
+    match resolve_with(&app, &user.name, &f.take).await {
+        Ok(r) => {
+            let status = if r.applied {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, axum::Json(r)).into_response()
+        }
+        Err((status, e)) => crate::extract::error(status, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MaintenanceBody {
+    node: String,
+    instance: String,
+    on: bool,
+}
+
+/// `POST /api/v1/cluster/maintenance` `{node, instance, on}`.
+pub async fn api_maintenance(
+    State(app): State<AppState>,
+    Admin(_, user): Admin,
+    axum::Json(b): axum::Json<MaintenanceBody>,
+) -> Response {
+    match crate::cluster::maintenance(&app, &user.name, &b.node, &b.instance, b.on).await {
+        Ok(r) => {
+            let status = if r.done {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            (status, axum::Json(r)).into_response()
+        }
+        Err(e) => crate::extract::error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 

@@ -14,7 +14,9 @@ mod virtual_servers;
 
 pub use actions::{confirm_drain, confirm_maintenance, drain, maintenance};
 pub use assets::static_file;
-pub use cluster::{api_cluster, cluster, maintenance as cluster_maintenance, resolve};
+pub use cluster::{
+    api_cluster, api_maintenance, api_resolve, cluster, maintenance as cluster_maintenance, resolve,
+};
 pub use config::{backup, config, config_apply, config_preview, config_rollback};
 pub use events::events;
 pub use live::live;
