@@ -374,38 +374,9 @@ impl Owner {
         };
         let answers = self.ask_all(&peers, &prepare).await;
         let mut nodes = Vec::new();
-        let mut ready = Vec::new();
-        let mut refusals = false;
-        for (name, addr, a) in answers {
-            match a {
-                Ok(Answer::Prepared) => ready.push((name, addr)),
-                Ok(Answer::Refused {
-                    message,
-                    diagnostics,
-                }) => {
-                    refusals = true;
-                    nodes.push(NodeResult {
-                        node: name,
-                        outcome: NodeOutcome::Refused,
-                        message,
-                        diagnostics,
-                    });
-                }
-                Ok(other) => {
-                    refusals = true;
-                    nodes.push(refused_by(
-                        &name,
-                        Refusal::new(format!("answered {other:?} to a prepare")),
-                    ));
-                }
-                Err(e) => nodes.push(NodeResult {
-                    node: name,
-                    outcome: NodeOutcome::Unreachable,
-                    message: e,
-                    diagnostics: Vec::new(),
-                }),
-            }
-        }
+        let (ready, refusals) = sort_answers(answers, "a prepare", &mut nodes, |a| {
+            matches!(a, Answer::Prepared)
+        });
         if refusals {
             self.release(&ready, &version.id, &mut nodes).await;
             nodes.insert(0, released(&me));
@@ -459,40 +430,11 @@ impl Owner {
             id: version.id.clone(),
         };
         let answers = self.ask_all(&ready, &commit).await;
-        let mut took = Vec::new();
-        let mut failed = false;
-        for (name, addr, a) in answers {
-            match a {
-                Ok(Answer::Committed) => took.push((name, addr)),
-                Ok(Answer::Refused {
-                    message,
-                    diagnostics,
-                }) => {
-                    failed = true;
-                    nodes.push(NodeResult {
-                        node: name,
-                        outcome: NodeOutcome::Refused,
-                        message,
-                        diagnostics,
-                    });
-                }
-                Ok(other) => {
-                    failed = true;
-                    nodes.push(refused_by(
-                        &name,
-                        Refusal::new(format!("answered {other:?} to a commit")),
-                    ));
-                }
-                // It may have taken it or not: either way it catches up
-                // (or is caught up) by comparing versions next round.
-                Err(e) => nodes.push(NodeResult {
-                    node: name,
-                    outcome: NodeOutcome::Unreachable,
-                    message: e,
-                    diagnostics: Vec::new(),
-                }),
-            }
-        }
+        // One that did not answer may have taken it or not: either way it
+        // catches up (or is caught up) by comparing versions next round.
+        let (took, failed) = sort_answers(answers, "a commit", &mut nodes, |a| {
+            matches!(a, Answer::Committed)
+        });
         if failed {
             // 3. One could not keep it: none keeps it. The undo is a new
             // version with the previous text, made on top of the refused
@@ -1225,6 +1167,50 @@ fn assess_with(st: &State, me: &str, with_peers: bool) -> (SyncState, String) {
             head.generation
         ),
     )
+}
+
+/// A round of answers: the directors that gave the answer wanted, a
+/// result in `nodes` for each of the others, and whether one refused (as
+/// opposed to not answering).
+fn sort_answers(
+    answers: Vec<(String, SocketAddr, Result<Answer, String>)>,
+    what: &str,
+    nodes: &mut Vec<NodeResult>,
+    wanted: impl Fn(&Answer) -> bool,
+) -> (Vec<(String, SocketAddr)>, bool) {
+    let mut yes = Vec::new();
+    let mut refused = false;
+    for (name, addr, a) in answers {
+        match a {
+            Ok(a) if wanted(&a) => yes.push((name, addr)),
+            Ok(Answer::Refused {
+                message,
+                diagnostics,
+            }) => {
+                refused = true;
+                nodes.push(NodeResult {
+                    node: name,
+                    outcome: NodeOutcome::Refused,
+                    message,
+                    diagnostics,
+                });
+            }
+            Ok(other) => {
+                refused = true;
+                nodes.push(refused_by(
+                    &name,
+                    Refusal::new(format!("answered {other:?} to {what}")),
+                ));
+            }
+            Err(e) => nodes.push(NodeResult {
+                node: name,
+                outcome: NodeOutcome::Unreachable,
+                message: e,
+                diagnostics: Vec::new(),
+            }),
+        }
+    }
+    (yes, refused)
 }
 
 fn refused_by(node: &str, r: Refusal) -> NodeResult {

@@ -64,7 +64,12 @@ impl Store {
             f.write_all(text.as_bytes())?;
             if let Some(m) = &old {
                 f.set_permissions(m.permissions())?;
-                std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+                // Only when it differs from ours (a root:tandem file): the
+                // common root:root needs neither the call nor CAP_CHOWN.
+                let mine = f.metadata()?;
+                if (mine.uid(), mine.gid()) != (m.uid(), m.gid()) {
+                    std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+                }
             }
             f.sync_all()?;
             fs::rename(&tmp, &self.config)?;

@@ -96,10 +96,11 @@ impl Director {
         Client::new(self.dir.join("vrrpd.sock"))
     }
 
-    /// Starts tandem-clusterd; returns once its socket answers.
-    pub fn start_clusterd(&mut self, lab: &Lab) {
+    /// Starts `tandem-<daemon>` on the cluster file in this director's
+    /// namespace, its log kept.
+    fn spawn(&mut self, lab: &Lab, daemon: &str) -> Proc {
         self.runs += 1;
-        let bin = binary("tandem-clusterd");
+        let bin = binary(&format!("tandem-{daemon}"));
         let mut cmd = lab.command(
             &self.host,
             &[
@@ -111,79 +112,47 @@ impl Director {
             ],
         );
         cmd.env("NO_COLOR", "1");
-        let mut p = lab.spawn_cmd(&self.host, &format!("clusterd{}", self.runs), cmd);
-        let c = self.clusterd_client();
+        lab.spawn_cmd(&self.host, &format!("{daemon}{}", self.runs), cmd)
+    }
+
+    /// Waits until `daemon`'s socket answers; panics with its log if it
+    /// does not (or exits).
+    fn wait_up(&self, daemon: &str, p: &mut Proc) {
+        let c = Client::new(self.dir.join(format!("{daemon}.sock")));
         let up = wait_until(START, || {
             block_on(c.get::<serde_json::Value>("/status")).is_ok() || !p.alive()
         });
         assert!(
             up.is_some() && p.alive(),
-            "clusterd on {} did not start:\n{}",
+            "{daemon} on {} did not start:\n{}",
             self.host.name,
             p.output()
         );
+    }
+
+    /// Starts tandem-clusterd; returns once its socket answers.
+    pub fn start_clusterd(&mut self, lab: &Lab) {
+        let mut p = self.spawn(lab, "clusterd");
+        self.wait_up("clusterd", &mut p);
         self.clusterd = Some(p);
     }
 
     /// Starts vrrpd without waiting for it (it may wait for clusterd).
     pub fn spawn_vrrpd(&mut self, lab: &Lab) {
-        self.runs += 1;
-        let bin = binary("tandem-vrrpd");
-        let mut cmd = lab.command(
-            &self.host,
-            &[
-                bin.to_str().unwrap(),
-                "--config",
-                self.config.to_str().unwrap(),
-                "--log",
-                "debug",
-            ],
-        );
-        cmd.env("NO_COLOR", "1");
-        self.vrrpd = Some(lab.spawn_cmd(&self.host, &format!("vrrpd{}", self.runs), cmd));
+        self.vrrpd = Some(self.spawn(lab, "vrrpd"));
     }
 
     /// Starts vrrpd and waits until its socket answers.
     pub fn start_vrrpd(&mut self, lab: &Lab) {
-        self.spawn_vrrpd(lab);
-        let c = self.vrrpd_client();
-        let up = wait_until(START, || {
-            block_on(c.get::<serde_json::Value>("/status")).is_ok()
-        });
-        assert!(
-            up.is_some(),
-            "vrrpd on {} did not start:\n{}",
-            self.host.name,
-            self.vrrpd_log()
-        );
+        let mut p = self.spawn(lab, "vrrpd");
+        self.wait_up("vrrpd", &mut p);
+        self.vrrpd = Some(p);
     }
 
     /// Starts healthd on the cluster file; returns once its socket answers.
     pub fn start_healthd(&mut self, lab: &Lab) {
-        self.runs += 1;
-        let bin = binary("tandem-healthd");
-        let mut cmd = lab.command(
-            &self.host,
-            &[
-                bin.to_str().unwrap(),
-                "--config",
-                self.config.to_str().unwrap(),
-                "--log",
-                "debug",
-            ],
-        );
-        cmd.env("NO_COLOR", "1");
-        let mut p = lab.spawn_cmd(&self.host, &format!("healthd{}", self.runs), cmd);
-        let c = Client::new(self.dir.join("healthd.sock"));
-        let up = wait_until(START, || {
-            block_on(c.get::<serde_json::Value>("/status")).is_ok() || !p.alive()
-        });
-        assert!(
-            up.is_some() && p.alive(),
-            "healthd on {} did not start:\n{}",
-            self.host.name,
-            p.output()
-        );
+        let mut p = self.spawn(lab, "healthd");
+        self.wait_up("healthd", &mut p);
         self.healthd = Some(p);
     }
 
