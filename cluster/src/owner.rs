@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tandem_model::api::{EventKind, now_millis};
-use tandem_model::config::{self, Diagnostic};
+use tandem_model::config;
 use tandem_model::control::EventLog;
 use tandem_model::sync::{
     ActionNodeResult, ActionRequest, ActionResult, ApplyRequest, ApplyResult, ClusterStatus,
@@ -1609,9 +1609,4 @@ impl Owner {
             },
         }
     }
-}
-
-/// Diagnostics as the CLI prints them.
-pub fn render_diagnostics(d: &[Diagnostic]) -> String {
-    d.iter().map(|d| format!("  {d}\n")).collect()
 }
