@@ -4,7 +4,7 @@
 //! against [`Kernel`]). healthd is the only writer of that table while it
 //! runs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -225,14 +225,8 @@ impl Daemon {
                 )
             }
         };
-        let engine = Engine::new(
-            &config,
-            Instant::now(),
-            &current,
-            load_drains(&state_dir),
-            HashMap::new(),
-        )
-        .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        let engine = Engine::new(&config, Instant::now(), &current, load_drains(&state_dir))
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
         let node = config.node_name();
         Ok(Daemon {
             events: EventLog::new("healthd", &node, 5000),

@@ -1132,3 +1132,87 @@ async fn a_single_director_has_no_cluster_page_nor_cluster_api() {
         page.body
     );
 }
+
+#[tokio::test]
+async fn metrics_without_real_servers_keep_only_the_virtual_server_series() {
+    let e = env();
+    let m = e
+        .api(
+            Method::GET,
+            "/metrics?real_servers=off",
+            Some(("vic", "viewer-pw")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(
+        m.body
+            .lines()
+            .any(|l| l == "tandem_virtual_server_real_servers_up{virtual_server=\"web-http\"} 3"),
+        "{}",
+        m.body
+    );
+    assert!(m.body.contains("tandem_check_latency_seconds_count"));
+    assert!(!m.body.contains("tandem_real_server_"), "{}", m.body);
+    let all = e
+        .api(
+            Method::GET,
+            "/metrics",
+            Some(("vic", "viewer-pw")),
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        all.body.contains("tandem_real_server_health"),
+        "the default keeps them"
+    );
+}
+
+#[tokio::test]
+async fn the_virtual_servers_page_and_api_search_filter_and_page() {
+    let e = env();
+    let v = e.login("vic", "viewer-pw").await;
+    let page = e.get("/virtual-servers?q=10.0.1.12", Some(&v)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"vs-vs2\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"vs-web-http\""));
+    assert!(
+        page.body
+            .contains("Virtual server 1-1 of 1 (matching of 2 virtual servers, 8 real servers)"),
+        "{}",
+        page.body
+    );
+    let second = e.get("/virtual-servers?per_page=1&page=2", Some(&v)).await;
+    assert!(second.body.contains("id=\"vs-vs2\""));
+    assert!(second.body.contains("rel=\"prev\""), "{}", second.body);
+    assert!(!second.body.contains("rel=\"next\""));
+    let api = e
+        .api(
+            Method::GET,
+            "/api/v1/virtual-servers?q=WEB&problems=on",
+            Some(("vic", "viewer-pw")),
+            None,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(api["matching"], 1);
+    assert_eq!(api["virtual_servers"][0]["name"], "web-http");
+    let every = e
+        .api(
+            Method::GET,
+            "/api/v1/virtual-servers",
+            Some(("vic", "viewer-pw")),
+            None,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(
+        every["virtual_servers"].as_array().unwrap().len(),
+        2,
+        "no filter: all"
+    );
+}

@@ -92,11 +92,21 @@ async fn overview(State(app): State<AppState>, _v: Viewer) -> Response {
     .into_response()
 }
 
-async fn virtual_servers(State(app): State<AppState>, _v: Viewer) -> Response {
+/// The virtual servers, all of them unless filtered and paged as the
+/// web UI's page is (`q`, `problems`, `page`, `per_page`).
+async fn virtual_servers(
+    State(app): State<AppState>,
+    _v: Viewer,
+    Query(f): Query<crate::pages::VsFilter>,
+) -> Response {
     let h = app.daemons.healthd_status().await;
+    let sel = h.up().map(|s| f.select(&s.virtual_servers, 0));
     Json(json!({
         "healthd": { "running": h.up().is_some(), "error": match &h { Reach::Down(e) => Some(e), _ => None } },
-        "virtual_servers": h.up().map(|s| &s.virtual_servers),
+        "virtual_servers": sel.as_ref().map(|s| &s.shown),
+        "matching": sel.as_ref().map(|s| s.matching),
+        "page": sel.as_ref().map(|s| s.page),
+        "pages": sel.as_ref().map(|s| s.pages),
     }))
     .into_response()
 }
@@ -319,7 +329,21 @@ async fn maintenance(
 /// Prometheus text; any user (viewer is enough), like every page. Sent
 /// gzip-compressed when the scraper accepts it (Prometheus does): a
 /// thousand real servers make over a megabyte of text.
-pub async fn metrics(State(app): State<AppState>, _v: Viewer, headers: HeaderMap) -> Response {
+/// `?real_servers=off` leaves out the series per real server, for a
+/// scrape whose size should not grow with the real servers.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct MetricsQuery {
+    real_servers: Option<String>,
+}
+
+pub async fn metrics(
+    State(app): State<AppState>,
+    _v: Viewer,
+    headers: HeaderMap,
+    Query(q): Query<MetricsQuery>,
+) -> Response {
+    let per_rs = !matches!(q.real_servers.as_deref(), Some("off" | "0" | "false"));
     let (vs, hs) = tokio::join!(app.daemons.vrrpd_snapshot(), app.daemons.healthd_snapshot());
     let (v, h) = (&vs.reach, &hs.reach);
     let key = || (v.up().cloned().map(Same), h.up().cloned().map(Same));
@@ -327,8 +351,8 @@ pub async fn metrics(State(app): State<AppState>, _v: Viewer, headers: HeaderMap
     let plain = app
         .renders
         .metrics
-        .get_or(key(), generations, (), || {
-            crate::metrics::render(v.up().map(|s| &**s), h.up().map(|s| &**s))
+        .get_or(key(), generations, per_rs, || {
+            crate::metrics::render_with(v.up().map(|s| &**s), h.up().map(|s| &**s), per_rs)
         })
         .await;
     let gzip = headers
@@ -366,7 +390,7 @@ pub async fn metrics(State(app): State<AppState>, _v: Viewer, headers: HeaderMap
     let compressed = app
         .renders
         .metrics_gzip
-        .get_or(key(), generations, (), || gzip_bytes(&plain))
+        .get_or(key(), generations, per_rs, || gzip_bytes(&plain))
         .await;
     (
         [

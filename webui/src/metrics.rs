@@ -79,14 +79,24 @@ impl Out {
 
 /// Renders every metric. `None` for a daemon that did not answer.
 pub fn render(vrrpd: Option<&VrrpdStatus>, healthd: Option<&HealthdStatus>) -> String {
+    render_with(vrrpd, healthd, true)
+}
+
+/// As [`render`]; without the per-real-server series unless
+/// `real_servers` (the per-virtual-server ones stay).
+pub fn render_with(
+    vrrpd: Option<&VrrpdStatus>,
+    healthd: Option<&HealthdStatus>,
+    real_servers: bool,
+) -> String {
+    let per_rs = if real_servers { 1500 } else { 0 };
     let mut o = Out {
         text: String::with_capacity(
             4096 + healthd.map_or(0, |h| {
                 h.virtual_servers
                     .iter()
-                    .map(|v| v.real_servers.len())
+                    .map(|v| 200 + v.real_servers.len() * per_rs)
                     .sum::<usize>()
-                    * 1500
             }),
         ),
     };
@@ -106,7 +116,7 @@ pub fn render(vrrpd: Option<&VrrpdStatus>, healthd: Option<&HealthdStatus>) -> S
         vrrp(&mut o, v);
     }
     if let Some(h) = healthd {
-        health(&mut o, h);
+        health(&mut o, h, real_servers);
     }
     o.text
 }
@@ -234,7 +244,7 @@ fn vrrp(o: &mut Out, v: &VrrpdStatus) {
     }
 }
 
-fn health(o: &mut Out, h: &HealthdStatus) {
+fn health(o: &mut Out, h: &HealthdStatus, real_servers: bool) {
     let vss = &h.virtual_servers;
     o.family(
         "tandem_virtual_server_quorum_met",
@@ -260,6 +270,66 @@ fn health(o: &mut Out, h: &HealthdStatus) {
             v.up,
         );
     }
+    if real_servers {
+        real_server_series(o, vss);
+    }
+    o.family(
+        "tandem_check_latency_seconds",
+        "histogram",
+        "Latency of every check of the virtual server's real servers.",
+    );
+    for v in vss {
+        let mut sum: Option<LatencyHistogram> = None;
+        for h in v
+            .real_servers
+            .iter()
+            .filter_map(|r| r.check_latency.as_ref())
+        {
+            match sum.as_mut() {
+                None => sum = Some(h.clone()),
+                Some(s) if s.le_ms == h.le_ms => {
+                    s.counts
+                        .iter_mut()
+                        .zip(&h.counts)
+                        .for_each(|(a, b)| *a += b);
+                    s.count += h.count;
+                    s.sum_ms += h.sum_ms;
+                }
+                // Buckets differ (a healthd of another version): skip
+                // rather than add counts of different bounds.
+                Some(_) => {}
+            }
+        }
+        let Some(hist) = sum else { continue };
+        for (le, c) in hist.le_ms.iter().zip(&hist.counts) {
+            let le = seconds(*le);
+            o.sample(
+                "tandem_check_latency_seconds_bucket",
+                &[("virtual_server", &v.name), ("le", &le)],
+                c,
+            );
+        }
+        o.sample(
+            "tandem_check_latency_seconds_bucket",
+            &[("virtual_server", &v.name), ("le", "+Inf")],
+            hist.count,
+        );
+        o.sample(
+            "tandem_check_latency_seconds_sum",
+            &[("virtual_server", &v.name)],
+            seconds(hist.sum_ms),
+        );
+        o.sample(
+            "tandem_check_latency_seconds_count",
+            &[("virtual_server", &v.name)],
+            hist.count,
+        );
+    }
+}
+
+/// The series per real server: about 15 each, so 37,000 real servers
+/// make half a million; `/metrics?real_servers=off` leaves them out.
+fn real_server_series(o: &mut Out, vss: &[tandem_model::api::VirtualServerStatus]) {
     o.family(
         "tandem_real_server_health",
         "gauge",
@@ -408,58 +478,6 @@ fn health(o: &mut Out, h: &HealthdStatus) {
                 );
             }
         }
-    }
-    o.family(
-        "tandem_check_latency_seconds",
-        "histogram",
-        "Latency of every check of the virtual server's real servers.",
-    );
-    for v in vss {
-        let mut sum: Option<LatencyHistogram> = None;
-        for h in v
-            .real_servers
-            .iter()
-            .filter_map(|r| r.check_latency.as_ref())
-        {
-            match sum.as_mut() {
-                None => sum = Some(h.clone()),
-                Some(s) if s.le_ms == h.le_ms => {
-                    s.counts
-                        .iter_mut()
-                        .zip(&h.counts)
-                        .for_each(|(a, b)| *a += b);
-                    s.count += h.count;
-                    s.sum_ms += h.sum_ms;
-                }
-                // Buckets differ (a healthd of another version): skip
-                // rather than add counts of different bounds.
-                Some(_) => {}
-            }
-        }
-        let Some(hist) = sum else { continue };
-        for (le, c) in hist.le_ms.iter().zip(&hist.counts) {
-            let le = seconds(*le);
-            o.sample(
-                "tandem_check_latency_seconds_bucket",
-                &[("virtual_server", &v.name), ("le", &le)],
-                c,
-            );
-        }
-        o.sample(
-            "tandem_check_latency_seconds_bucket",
-            &[("virtual_server", &v.name), ("le", "+Inf")],
-            hist.count,
-        );
-        o.sample(
-            "tandem_check_latency_seconds_sum",
-            &[("virtual_server", &v.name)],
-            seconds(hist.sum_ms),
-        );
-        o.sample(
-            "tandem_check_latency_seconds_count",
-            &[("virtual_server", &v.name)],
-            hist.count,
-        );
     }
 }
 

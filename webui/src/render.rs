@@ -18,6 +18,9 @@ impl<T> PartialEq for Same<T> {
 /// Generations of the status documents a render was made from.
 pub type Generations = (u64, u64);
 
+/// Renders kept per memo (variants: admin or not, filter and page).
+const MEMO_VARIANTS: usize = 16;
+
 struct Rendered<S, V> {
     snapshot: S,
     generations: Generations,
@@ -81,6 +84,11 @@ impl<S: PartialEq, V: PartialEq> Memo<S, V> {
         let output: Bytes = render().into();
         let mut entries = self.entries.lock().unwrap();
         entries.retain(|e| e.variant != variant);
+        // One entry per variant in use; searches and pages make variants
+        // without end, so the oldest go.
+        if entries.len() >= MEMO_VARIANTS {
+            entries.remove(0);
+        }
         entries.push(Rendered {
             snapshot,
             generations,
@@ -96,10 +104,12 @@ impl<S: PartialEq, V: PartialEq> Memo<S, V> {
 pub struct Renders {
     /// Keyed by whether the viewer is an admin.
     pub instances: Memo<Same<VrrpdStatus>, bool>,
-    pub virtual_servers: Memo<Same<HealthdStatus>, bool>,
-    pub metrics: Memo<MetricsKey, ()>,
+    /// By admin or not, and the search, filter and page shown.
+    pub virtual_servers: Memo<Same<HealthdStatus>, (bool, crate::pages::VsFilter)>,
+    /// By whether the series per real server are in.
+    pub metrics: Memo<MetricsKey, bool>,
     /// The same, gzip-compressed (Prometheus asks for gzip).
-    pub metrics_gzip: Memo<MetricsKey, ()>,
+    pub metrics_gzip: Memo<MetricsKey, bool>,
 }
 
 pub type MetricsKey = (Option<Same<VrrpdStatus>>, Option<Same<HealthdStatus>>);

@@ -3,7 +3,7 @@
 //! table carried out by the same [`sync_once`] the daemon's IPVS thread
 //! runs against the kernel.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -97,7 +97,7 @@ impl Lab {
     fn start(config: Config, mut dp: Memory) -> Lab {
         let now = Instant::now();
         let current = dp.dump().unwrap();
-        let engine = Engine::new(&config, now, &current, BTreeSet::new(), HashMap::new()).unwrap();
+        let engine = Engine::new(&config, now, &current, BTreeSet::new()).unwrap();
         Lab {
             config,
             engine,

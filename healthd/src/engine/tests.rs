@@ -60,7 +60,7 @@ fn probe_of(e: &Engine, n: u8) -> ProbeRef {
         .position(|subs| subs.iter().any(|(v, r)| e.vss[*v].rs[*r].addr == rs(n)))
         .unwrap();
     ProbeRef {
-        generation: e.generation,
+        generation: e.generations[id],
         id: id as u32,
     }
 }
@@ -87,7 +87,7 @@ fn a_restart_adopts_the_kernel_table_and_changes_nothing() {
     let c = config("");
     let t0 = Instant::now();
     let kernel = ipvsctl::desired::table(&c).unwrap();
-    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
     let want = e.desired(t0, &kernel);
     assert!(plan(&want, &kernel, Options::default()).is_empty());
     assert!(e.quorum()[0].1);
@@ -98,7 +98,7 @@ fn a_failed_server_drains_at_weight_zero_and_then_leaves() {
     let c = config("");
     let t0 = Instant::now();
     let kernel = ipvsctl::desired::table(&c).unwrap();
-    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
     let p = probe_of(&e, 11);
     let ev = e.record(t0, p, down());
     assert!(
@@ -115,7 +115,7 @@ fn a_failed_server_drains_at_weight_zero_and_then_leaves() {
     let want = e.desired(t0 + S, &idle);
     assert!(want.services[0].dest(rs(11)).is_none());
     // A stuck connection does not hold it past drain_timeout (30 s).
-    let mut e2 = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e2 = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
     e2.record(t0, p, down());
     let busy = with_conns(kernel.clone(), 11, 3);
     assert!(e2.desired(t0, &busy).services[0].dest(rs(11)).is_some());
@@ -131,7 +131,7 @@ fn inhibit_on_failure_keeps_a_failed_server_at_weight_zero() {
     let c = config("inhibit_on_failure = true");
     let t0 = Instant::now();
     let kernel = ipvsctl::desired::table(&c).unwrap();
-    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
     let p = probe_of(&e, 12);
     e.record(t0, p, down());
     let want = e.desired(t0 + 100 * S, &kernel);
@@ -145,7 +145,7 @@ fn inhibit_on_failure_keeps_a_failed_server_at_weight_zero() {
 fn the_sorry_server_joins_below_quorum_and_leaves_when_it_is_back() {
     let c = config("");
     let t0 = Instant::now();
-    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
     let sorry: SocketAddr = "10.0.0.99:80".parse().unwrap();
     for n in [11, 12] {
         let p = probe_of(&e, n);
@@ -179,7 +179,7 @@ fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
     let c = config("");
     let t0 = Instant::now();
     let kernel = ipvsctl::desired::table(&c).unwrap();
-    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
     let ev = e.set_drain("web", "10.0.0.11", true).unwrap();
     assert!(matches!(&ev[0], EventKind::Action { action, .. } if action == "drain"));
     assert!(
@@ -214,14 +214,14 @@ fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
 fn an_unknown_server_counts_as_the_initial_state() {
     let t0 = Instant::now();
     let c = config("initial_state = \"down\"");
-    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
     assert!(
         e.desired(t0, &Table::default()).services[0]
             .dest(rs(11))
             .is_none()
     );
     let c = config("");
-    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
     assert!(
         e.desired(t0, &Table::default()).services[0]
             .dest(rs(11))
@@ -233,11 +233,10 @@ fn an_unknown_server_counts_as_the_initial_state() {
 fn a_reload_keeps_the_health_and_schedule_of_unchanged_servers() {
     let c = config("initial_state = \"down\"");
     let t0 = Instant::now();
-    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new(), HashMap::new()).unwrap();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
     let p = probe_of(&e, 11);
     e.record(t0, p, up());
     let next = e.next_deadline();
-    let stale = p;
     let mut c2 = c.clone();
     c2.virtual_servers[0].real_servers[1].weight = 5;
     let changes = e.reload(&c2, t0, &Table::default()).unwrap();
@@ -249,8 +248,65 @@ fn a_reload_keeps_the_health_and_schedule_of_unchanged_servers() {
         "still up"
     );
     assert_eq!(e.next_deadline(), next, "the schedule carried over");
+    assert_eq!(probe_of(&e, 11), p, "the same probe");
     assert!(
-        e.record(t0 + S, stale, down()).is_empty(),
-        "a result of the old generation is dropped"
+        matches!(
+            e.record(t0 + S, p, down())[..],
+            [EventKind::RealServerHealth { up: false, .. }]
+        ),
+        "a check in flight across the reload still counts"
     );
+}
+
+#[test]
+fn a_result_for_a_probe_the_reload_removed_is_dropped() {
+    let c = config("");
+    let t0 = Instant::now();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
+    let stale = probe_of(&e, 12);
+    let mut c2 = c.clone();
+    c2.virtual_servers[0].real_servers.pop();
+    e.reload(&c2, t0, &Table::default()).unwrap();
+    assert_eq!(e.probes(), 1);
+    assert!(e.record(t0 + S, stale, down()).is_empty());
+    // The freed id serves the next new probe, under a new generation.
+    e.reload(&c, t0, &Table::default()).unwrap();
+    let fresh = probe_of(&e, 12);
+    assert_eq!(fresh.id, stale.id);
+    assert_ne!(fresh.generation, stale.generation);
+    assert!(e.record(t0 + S, stale, down()).is_empty());
+    assert_eq!(e.record(t0 + S, fresh, down()).len(), 2);
+}
+
+#[test]
+fn an_unchanged_virtual_server_is_kept_whole_across_a_reload() {
+    let mut c = config("");
+    let mut other = c.virtual_servers[0].clone();
+    other.name = "api".into();
+    other.address = Some("192.0.2.20:80".parse().unwrap());
+    c.virtual_servers.push(other);
+    let t0 = Instant::now();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
+    let ids = |e: &Engine| {
+        e.vss
+            .iter()
+            .flat_map(|v| v.rs.iter().map(|r| r.probe_id))
+            .collect::<Vec<_>>()
+    };
+    let before = ids(&e);
+    e.vss[1].rs[0].leaving_since = Some(t0);
+    let mut c2 = c.clone();
+    c2.virtual_servers.swap(0, 1);
+    c2.virtual_servers[1].quorum = 1;
+    let changes = e.reload(&c2, t0, &Table::default()).unwrap();
+    assert_eq!(changes, vec!["virtual server web: changed".to_string()]);
+    assert_eq!(e.vss[0].cfg.name, "api");
+    assert_eq!(e.vss[0].rs[0].leaving_since, Some(t0), "kept as it was");
+    assert_eq!(e.probes(), 2, "the servers of both still share two probes");
+    let mut after = ids(&e);
+    after.rotate_left(2);
+    assert_eq!(after, before);
+    for id in 0..2u32 {
+        assert_eq!(e.subscribers[id as usize].len(), 2);
+    }
 }

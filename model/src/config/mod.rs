@@ -903,7 +903,13 @@ pub fn parse_as(text: &str, origin: &str, me: Option<&str>) -> Result<Config, Co
         Err(e) => return Err(ConfigError::Invalid(source.toml_error(&e))),
     };
     let Some(nodes) = cluster::nodes(spans.get_ref()) else {
-        return parse_one(&source, &spans, false);
+        // Parsed again only to locate findings: a good file of 37,000
+        // real servers is not copied.
+        let again = || {
+            toml::de::DeTable::parse(text)
+                .unwrap_or_else(|_| toml::Spanned::new(0..0, Default::default()))
+        };
+        return parse_one(&source, spans, &again, false);
     };
     let located = |problems: Vec<cluster::Problem>| {
         let mut d: Vec<Diagnostic> = problems
@@ -942,8 +948,13 @@ pub fn parse_as(text: &str, origin: &str, me: Option<&str>) -> Result<Config, Co
     for (n, _) in &nodes {
         let mut table = spans.clone();
         let problems = cluster::resolve(table.get_mut(), &names, n);
+        let again = || {
+            let mut t = spans.clone();
+            cluster::resolve(t.get_mut(), &names, n);
+            t
+        };
         let result = if problems.is_empty() {
-            parse_one(&source, &table, true)
+            parse_one(&source, table, &again, true)
         } else {
             Err(located(problems))
         };
@@ -1098,17 +1109,21 @@ pub fn host_findings(
     source.locate(&spans, findings).0
 }
 
-/// Deserializes and validates one node's view of the file.
-fn parse_one(
+/// Deserializes and validates one node's view of the file. `spans` is
+/// consumed; `again` makes the same tree anew, to locate findings.
+fn parse_one<'a>(
     source: &diagnostic::Source<'_>,
-    spans: &toml::Spanned<toml::de::DeTable<'_>>,
+    spans: toml::Spanned<toml::de::DeTable<'a>>,
+    again: &dyn Fn() -> toml::Spanned<toml::de::DeTable<'a>>,
     in_cluster: bool,
 ) -> Result<Config, ConfigError> {
-    let config: Config = match Config::deserialize(toml::de::Deserializer::from(spans.clone())) {
+    let config: Config = match Config::deserialize(toml::de::Deserializer::from(spans)) {
         Ok(c) => c,
         Err(e) => return Err(ConfigError::Invalid(source.toml_error(&e))),
     };
-    let mut findings = validate::validate(&config, &|path| source.line_of(spans, path));
+    let spans = std::cell::OnceCell::new();
+    let spans = || spans.get_or_init(again);
+    let mut findings = validate::validate(&config, &|path| source.line_of(spans(), path));
     if in_cluster && config.node.name.is_some() {
         findings.push(diagnostic::Finding {
             path: vec![diagnostic::Seg::Key("node"), diagnostic::Seg::Key("name")],
@@ -1118,7 +1133,7 @@ fn parse_one(
     if findings.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigError::Invalid(source.locate(spans, findings)))
+        Err(ConfigError::Invalid(source.locate(spans(), findings)))
     }
 }
 

@@ -22,4 +22,4 @@ pub use events::events;
 pub use live::live;
 pub use login::{login, login_form, logout};
 pub use overview::overview;
-pub use virtual_servers::virtual_servers;
+pub use virtual_servers::{PER_PAGE, VsFilter, virtual_servers};
