@@ -103,6 +103,18 @@ fn sync_kernel(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced,
     sync_once(k, req)
 }
 
+/// Hands the memory a reload freed back to the system. Parsing a file of
+/// 37,000 real servers peaks at tens of megabytes that glibc's allocator
+/// would otherwise keep for good: RSS grew by half after one reload.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+    // touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Operator drains, kept across restarts.
 fn state_file(dir: &Path) -> PathBuf {
     dir.join("healthd-drains.json")
@@ -555,6 +567,7 @@ impl Daemon {
                     self.follow_vrrp();
                 }
                 self.info.config_loaded_at = now_millis();
+                release_freed_memory();
                 info!("reloaded: {} change(s)", changes.len());
                 self.events.publish(EventKind::Reloaded {
                     changes: changes.clone(),

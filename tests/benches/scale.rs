@@ -31,37 +31,82 @@ use tandem_model::api::HealthdStatus;
 use tandem_model::config::{self, Config};
 use tandem_tests::fake::{self, FakeDaemons};
 use tandem_tests::webui::WebUi;
+use tandem_tests::{binary, vm};
 
-/// The file: `vss` virtual servers sharing `rss` real servers as evenly
-/// as they go (#2318: 16 or 17 each), NAT, TCP checks every 10 s, and
-/// `extra` more real servers, one each for the first virtual servers.
+/// Where real server `n` is: its address (127.0.0.0/8, all local, so one
+/// listener answers every one of them) and the virtual server it is in.
+fn rs_addr(n: usize) -> String {
+    format!("127.{}.{}.{}", 1 + n / 62500, (n / 250) % 250, n % 250 + 1)
+}
+
+fn vs_addr(v: usize) -> String {
+    format!("10.{}.{}.1", 100 + v / 250, v % 250)
+}
+
+/// The real servers of each virtual server: `rss` shared as evenly as
+/// they go (#2318: 16 or 17 each), then `extra` more, one each for the
+/// first virtual servers.
+fn layout(vss: usize, rss: usize, extra: usize) -> Vec<Vec<usize>> {
+    let mut next = 0;
+    (0..vss)
+        .map(|v| {
+            let per = rss / vss + usize::from(v < rss % vss);
+            let mine = (next..next + per)
+                .chain((v < extra).then_some(rss + v))
+                .collect();
+            next += per;
+            mine
+        })
+        .collect()
+}
+
+/// The file: direct routing on port 8000, TCP checks every 10 s;
 /// `weight_of(n)` gives real server n's weight.
 fn config_text(vss: usize, rss: usize, extra: usize, weight_of: &dyn Fn(usize) -> u32) -> String {
     let mut s = String::with_capacity(rss * 80);
-    let mut next = 0;
-    for v in 0..vss {
-        let per = rss / vss + usize::from(v < rss % vss);
-        let mine: Vec<usize> = (next..next + per)
-            .chain((v < extra).then_some(rss + v))
-            .collect();
-        next += per;
+    for (v, mine) in layout(vss, rss, extra).into_iter().enumerate() {
         let _ = write!(
             s,
-            "[[virtual_server]]\nname = \"vs{v}\"\naddress = \"10.{}.{}.1:80\"\nscheduler = \"wlc\"\nforwarding = \"nat\"\n\
+            "[[virtual_server]]\nname = \"vs{v}\"\naddress = \"{}:8000\"\nscheduler = \"wlc\"\nforwarding = \"dr\"\n\
              [virtual_server.check]\ntype = \"tcp\"\ninterval = \"10s\"\ntimeout = \"3s\"\n",
-            100 + v / 250,
-            v % 250
+            vs_addr(v)
         );
         for n in mine {
             let _ = write!(
                 s,
-                "[[virtual_server.real_server]]\naddress = \"10.{}.{}.{}:8080\"\nweight = {}\n",
-                200 + n / 62500,
-                (n / 250) % 250,
-                n % 250 + 1,
+                "[[virtual_server.real_server]]\naddress = \"{}\"\nweight = {}\n",
+                rs_addr(n),
                 weight_of(n)
             );
         }
+    }
+    s
+}
+
+/// The same as keepalived.conf: TCP_CHECK every 10 s (delay_loop), 3 s
+/// connect timeout, retry 1 (keepalived's fall).
+fn keepalived_text(
+    vss: usize,
+    rss: usize,
+    extra: usize,
+    weight_of: &dyn Fn(usize) -> u32,
+) -> String {
+    let mut s = String::from("global_defs {\n  router_id scale\n}\n");
+    for (v, mine) in layout(vss, rss, extra).into_iter().enumerate() {
+        let _ = write!(
+            s,
+            "virtual_server {} 8000 {{\n  delay_loop 10\n  lb_algo wlc\n  lb_kind DR\n  protocol TCP\n",
+            vs_addr(v)
+        );
+        for n in mine {
+            let _ = write!(
+                s,
+                "  real_server {} 8000 {{\n    weight {}\n    TCP_CHECK {{\n      connect_timeout 3\n      retry 1\n    }}\n  }}\n",
+                rs_addr(n),
+                weight_of(n)
+            );
+        }
+        s.push_str("}\n");
     }
     s
 }
@@ -198,6 +243,222 @@ fn main() {
         ..fake::healthd_status(0, 0)
     };
     web(healthd);
+    if std::env::var("TANDEM_SCALE_VM").as_deref() == Ok("off") {
+        println!("in the VM: not run (TANDEM_SCALE_VM=off)");
+        return;
+    }
+    if let Some(figures) = in_vm(vss, rss) {
+        vm_report(&figures);
+    }
+}
+
+/// One daemon's figures in the VM; None where it did not get there
+/// within the bound.
+#[derive(Default, Debug)]
+struct VmFigures {
+    full_ms: Option<u64>,
+    cpu_pct: f64,
+    rss_kib: u64,
+    one_ms: Option<u64>,
+    one_ops: Option<u64>,
+    none_ms: Option<u64>,
+    none_ops: Option<u64>,
+    more_ms: Option<u64>,
+    more_ops: Option<u64>,
+}
+
+/// How long a step may take in the VM before it counts as not done.
+const VM_BOUND_S: u64 = 300;
+/// The CPU window at steady state.
+const VM_WINDOW_S: u64 = 30;
+
+/// tandem-healthd and keepalived's checker (`keepalived --check`), one
+/// after the other in one boot, on the same table: real servers are
+/// addresses of 127.0.0.0/8 in one namespace, served by one listener,
+/// so direct routing takes them as they are. Each: start until the
+/// kernel holds every real server, CPU and RSS at steady state, then
+/// three reloads timed until the kernel shows them (one weight changed,
+/// nothing changed, 1,000 added). tandem's operations are its own log
+/// lines, one per netlink operation.
+fn in_vm(vss: usize, rss: usize) -> Option<(VmFigures, VmFigures)> {
+    let machine = vm::require("scale_vs_keepalived")?;
+    let healthd = binary("tandem-healthd");
+    let server = binary("tandem-testserver");
+    let changed = rss / 2;
+    let weight = move |n| if n == changed { 5 } else { 1 };
+    let extra = 1000.min(vss);
+    let (vs_of_changed, _) = layout(vss, rss, 0)
+        .into_iter()
+        .enumerate()
+        .find(|(_, m)| m.contains(&changed))
+        .expect("every real server is somewhere");
+    let script = format!(
+        r#"set -e
+ip netns add b
+ip -n b link set lo up
+ip netns exec b sysctl -qw net.ipv4.ip_local_port_range="1024 65001" net.core.somaxconn=8192
+mkdir -p /run/bench
+cp $PWD/*.toml $PWD/*.conf /run/bench/
+echo ok > /run/bench/mode
+ip netns exec b {server} --listen 0.0.0.0:8000 --mode-file /run/bench/mode >/dev/null 2>&1 &
+sleep 1
+now() {{ date +%s%N; }}
+dests() {{ ip netns exec b cat /proc/net/ip_vs | grep -c -- '->' || true; }}
+weight() {{ ip netns exec b ipvsadm -Ln -t {vs}:8000 2>/dev/null | awk '$2 == "{rs}:8000" {{ print $4 }}'; }}
+# Prints the milliseconds since $3 until "$1" holds, or - past $2 s.
+wait_for() {{
+  local deadline=$(( $(date +%s) + $2 ))
+  until eval "$1"; do
+    if [ $(date +%s) -ge $deadline ]; then echo -; return; fi
+    sleep 0.2
+  done
+  echo $(( ($(now) - $3) / 1000000 ))
+}}
+cpu() {{ t=0; for p in "$@"; do for f in /proc/$p/task/*/schedstat; do read a rest < $f; t=$((t+a)); done; done; echo $t; }}
+rss() {{ t=0; for p in "$@"; do r=$(awk '/VmRSS/ {{ print $2 }}' /proc/$p/status); t=$((t+r)); done; echo $t; }}
+ops() {{ grep -c 'ipvs: ' /run/bench/healthd.log || true; }}
+reload() {{ curl -s --unix-socket /run/bench/healthd.sock -X POST http://healthd/reload > /dev/null; }}
+
+cp /run/bench/base.toml /run/bench/h.toml
+t0=$(now)
+ip netns exec b {healthd} -c /run/bench/h.toml --socket-dir /run/bench --state-dir /run/bench/st --log info > /run/bench/healthd.log 2>&1 &
+HP=$!
+full=$(wait_for '[ "$(dests)" -ge {n} ]' {bound} $t0)
+sleep 20
+c0=$(cpu $HP); sleep {window}; c1=$(cpu $HP); r=$(rss $HP)
+o0=$(ops); cp /run/bench/one.toml /run/bench/h.toml; t0=$(now); reload
+one=$(wait_for '[ "$(weight)" = 5 ]' {bound} $t0); sleep 5; o1=$(ops)
+t0=$(now); reload; none=$(( ($(now) - t0) / 1000000 )); sleep 5; o2=$(ops)
+cp /run/bench/more.toml /run/bench/h.toml; t0=$(now); reload
+more=$(wait_for '[ "$(dests)" -ge {n2} ]' {bound} $t0); sleep 5; o3=$(ops)
+echo "tandem $full $c0 $c1 $r $one $((o1 - o0)) $none $((o2 - o1)) $more $((o3 - o2))" > $TANDEM_VM_DIR/result
+kill $HP; wait $HP || true
+ip netns exec b ipvsadm -C
+
+cp /run/bench/base.conf /run/bench/k.conf
+t0=$(now)
+ip netns exec b keepalived --dont-fork --log-console --check --use-file /run/bench/k.conf --pid /run/bench/k.pid --checkers_pid /run/bench/c.pid > /run/bench/keepalived.log 2>&1 &
+KP=$!
+full=$(wait_for '[ "$(dests)" -ge {n} ]' {bound} $t0)
+sleep 20
+CP=$(cat /run/bench/c.pid)
+c0=$(cpu $KP $CP); sleep {window}; c1=$(cpu $KP $CP); r=$(rss $KP $CP)
+cp /run/bench/one.conf /run/bench/k.conf; t0=$(now); kill -HUP $KP
+one=$(wait_for '[ "$(weight)" = 5 ]' {bound} $t0)
+cp /run/bench/more.conf /run/bench/k.conf; t0=$(now); kill -HUP $KP
+more=$(wait_for '[ "$(dests)" -ge {n2} ]' {bound} $t0)
+echo "keepalived $full $c0 $c1 $r $one - - - $more -" >> $TANDEM_VM_DIR/result
+kill $KP; wait $KP || true
+tail -5 /run/bench/healthd.log > $TANDEM_VM_DIR/healthd.log
+tail -20 /run/bench/keepalived.log > $TANDEM_VM_DIR/keepalived.log
+"#,
+        server = server.display(),
+        healthd = healthd.display(),
+        vs = vs_addr(vs_of_changed),
+        rs = rs_addr(changed),
+        n = rss,
+        n2 = rss + extra,
+        bound = VM_BOUND_S,
+        window = VM_WINDOW_S,
+    );
+    let out = machine
+        .scenario("scale_vs_keepalived")
+        .memory_mib(2048)
+        .file("base.toml", config_text(vss, rss, 0, &|_| 1))
+        .file("one.toml", config_text(vss, rss, 0, &weight))
+        .file("more.toml", config_text(vss, rss, extra, &weight))
+        .file("base.conf", keepalived_text(vss, rss, 0, &|_| 1))
+        .file("one.conf", keepalived_text(vss, rss, 0, &weight))
+        .file("more.conf", keepalived_text(vss, rss, extra, &weight))
+        .script(script)
+        .timeout(Duration::from_secs(300 + 7 * VM_BOUND_S + 2 * VM_WINDOW_S))
+        .run();
+    out.assert_success();
+    let result = out.read("result");
+    let parse = |who: &str| {
+        let line = result.lines().find(|l| l.starts_with(who))?;
+        let f: Vec<Option<u64>> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().ok())
+            .collect();
+        let at = |i: usize| f.get(i).copied().flatten();
+        Some(VmFigures {
+            full_ms: at(0),
+            cpu_pct: (at(2)? - at(1)?) as f64 / 1e9 / VM_WINDOW_S as f64 * 100.0,
+            rss_kib: at(3)?,
+            one_ms: at(4),
+            one_ops: at(5),
+            none_ms: at(6),
+            none_ops: at(7),
+            more_ms: at(8),
+            more_ops: at(9),
+        })
+    };
+    match (parse("tandem"), parse("keepalived")) {
+        (Some(t), Some(k)) => Some((t, k)),
+        _ => panic!("the VM run gave no figures:\n{result}\n{out}"),
+    }
+}
+
+fn vm_report((t, k): &(VmFigures, VmFigures)) {
+    let ms = |v: Option<u64>| v.map_or(format!("over {VM_BOUND_S} s"), |v| format!("{v} ms"));
+    let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    let f = |v: Option<u64>| v.map(|v| v as f64);
+    println!("in the VM (TCG, one CPU), tandem-healthd vs keepalived --check, same table:");
+    println!(
+        "  {:<52} {:>12} {:>12} {:>6}",
+        "", "tandem", "keepalived", "ratio"
+    );
+    for (what, a, b) in [
+        (
+            "start until the kernel has every real server",
+            t.full_ms,
+            k.full_ms,
+        ),
+        (
+            "reload, one weight changed, until the kernel has it",
+            t.one_ms,
+            k.one_ms,
+        ),
+        (
+            "reload, 1,000 added, until the kernel has them",
+            t.more_ms,
+            k.more_ms,
+        ),
+    ] {
+        println!(
+            "  {what:<52} {:>12} {:>12} {:>6}",
+            ms(a),
+            ms(b),
+            ratio(f(a), f(b))
+        );
+    }
+    println!(
+        "  {:<52} {:>11.1}% {:>11.1}% {:>6}",
+        "CPU at steady state",
+        t.cpu_pct,
+        k.cpu_pct,
+        ratio(Some(t.cpu_pct), Some(k.cpu_pct))
+    );
+    println!(
+        "  {:<52} {:>8} MiB {:>8} MiB {:>6}",
+        "RSS at steady state",
+        t.rss_kib / 1024,
+        k.rss_kib / 1024,
+        ratio(Some(t.rss_kib as f64), Some(k.rss_kib as f64))
+    );
+    println!(
+        "  tandem's IPVS operations: one weight changed {}, nothing changed {} (reload answered in {}), 1,000 added {}",
+        n(t.one_ops),
+        n(t.none_ops),
+        ms(t.none_ms),
+        n(t.more_ops)
+    );
 }
 
 /// The web UI's answers at this size: p50 and p99 of 40 requests each
@@ -220,7 +481,7 @@ fn web(healthd: HealthdStatus) {
     println!("web UI (p50 / p99 of 40 requests after the first):");
     for (path, gzip) in [
         ("/virtual-servers", false),
-        ("/virtual-servers?q=10.200.100.7", false),
+        ("/virtual-servers?q=127.1.100.7", false),
         ("/virtual-servers?problems=on&page=3", false),
         ("/api/v1/virtual-servers?per_page=25&page=10", false),
         ("/metrics", true),
