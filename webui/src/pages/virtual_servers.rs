@@ -429,5 +429,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(every.select(&all, 25).shown.len(), 60);
+        let huge = VsFilter {
+            page: usize::MAX,
+            per_page: Some(usize::MAX),
+            ..Default::default()
+        };
+        let sel = huge.select(&all, 25);
+        assert_eq!((sel.page, sel.pages, sel.shown.len()), (1, 1, 60));
     }
 }
