@@ -10,13 +10,13 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ipvsctl::reconcile::{ConnectionSync, Options, plan};
+use ipvsctl::reconcile::{ConnectionSync, Options, apply_to, plan};
 use ipvsctl::types::{ServiceKey, SyncDaemon, Table};
 use tandem_model::api::VrrpState;
 use tandem_model::config::Config;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::engine::Engine;
 
@@ -27,6 +27,8 @@ pub struct Synced {
     pub operations: usize,
     /// The sync daemon running, when connection sync is configured.
     pub sync_daemon: Option<SyncDaemon>,
+    /// How long reading the table took, when this sync read it.
+    pub read: Option<Duration>,
 }
 
 /// A request to the IPVS thread: make the managed services look like
@@ -36,19 +38,24 @@ pub struct SyncRequest {
     pub managed: BTreeSet<ServiceKey>,
     /// The connection sync daemon that should run, if configured.
     pub sync_daemon: Option<SyncDaemon>,
+    /// Read the dataplane's table first, rather than plan against the
+    /// table the last sync left: for fresh connection counters, and to
+    /// find what someone else changed.
+    pub read: bool,
 }
 
 impl SyncRequest {
     /// What the daemon asks for at `now`: the engine's table (`current`,
     /// the dataplane's table as last seen, tells it which leaving servers
     /// still have connections), over the services the engine owns and
-    /// those a reload `retired`.
+    /// those a reload `retired`; `read`: see [`SyncRequest::read`].
     pub fn new(
         engine: &mut Engine,
         now: Instant,
         current: &Table,
         retired: &BTreeSet<ServiceKey>,
         sync_daemon: Option<SyncDaemon>,
+        read: bool,
     ) -> SyncRequest {
         let desired = engine.desired(now, current);
         let mut managed = engine.keys().clone();
@@ -57,6 +64,7 @@ impl SyncRequest {
             desired,
             managed,
             sync_daemon,
+            read,
         }
     }
 }
@@ -84,15 +92,30 @@ pub fn retire(retired: &mut BTreeSet<ServiceKey>, current: &Table, owned: &BTree
     retired.retain(|k| current.service(k).is_some() && !owned.contains(k));
 }
 
-/// One sync: reads the table, runs the wanted sync daemon, applies what
-/// the managed services need and reads the table again. An error is in
-/// words, for the status and the log.
-pub fn sync_once<D>(dp: &mut D, req: &SyncRequest) -> Result<Synced, String>
+/// One sync: runs the wanted sync daemon and applies what the managed
+/// services need. It plans against `known`, the table the last sync left
+/// (kept by the caller between syncs), and reads the dataplane's table
+/// only when asked to, when nothing is known (the first sync, or after an
+/// error), or when an operation is refused because someone else changed
+/// the table meanwhile; it then plans again from what it read. After
+/// applying, the table is known without reading it back
+/// ([`apply_to`]): at 37,000 real servers a read costs far more than the
+/// change it would confirm. An error is in words, for the status and the
+/// log; it leaves nothing known.
+pub fn sync_once<D>(
+    dp: &mut D,
+    req: &SyncRequest,
+    known: &mut Option<Table>,
+) -> Result<Synced, String>
 where
     D: ConnectionSync,
     D::Error: Display,
 {
-    let current = dp.dump().map_err(|e| e.to_string())?;
+    let mut read = None;
+    let mut current = match known.take() {
+        Some(t) if !req.read => t,
+        _ => read_table(dp, &mut read)?,
+    };
     let daemon_ops = match &req.sync_daemon {
         Some(want) => sync_daemon(dp, want)?,
         None => 0,
@@ -104,24 +127,51 @@ where
         prune: true,
         managed: Some(req.managed.clone()),
     };
-    let ops = plan(&req.desired, &current, options);
-    if ops.is_empty() {
-        return Ok(Synced {
-            table: current,
-            operations: daemon_ops,
-            sync_daemon: req.sync_daemon.clone(),
-        });
+    let mut ops = plan(&req.desired, &current, options.clone());
+    let mut operations = daemon_ops + ops.len();
+    if !ops.is_empty() {
+        log(&ops);
+        if let Err(e) = dp.apply(&ops) {
+            if read.is_some() {
+                return Err(e.to_string());
+            }
+            // The table changed behind healthd's back since it was last
+            // read (an operation found a service or real server that
+            // should not be there, or missed one that should).
+            warn!("IPVS: {e}; reading the table and planning again");
+            current = read_table(dp, &mut read)?;
+            ops = plan(&req.desired, &current, options);
+            operations += ops.len();
+            log(&ops);
+            dp.apply(&ops).map_err(|e| e.to_string())?;
+        }
+        apply_to(&mut current, &ops);
     }
-    for op in &ops {
+    *known = Some(current.clone());
+    Ok(Synced {
+        table: current,
+        operations,
+        sync_daemon: req.sync_daemon.clone(),
+        read,
+    })
+}
+
+/// Reads the dataplane's table, noting in `took` how long it took.
+fn read_table<D>(dp: &mut D, took: &mut Option<Duration>) -> Result<Table, String>
+where
+    D: ConnectionSync,
+    D::Error: Display,
+{
+    let start = Instant::now();
+    let table = dp.dump().map_err(|e| e.to_string())?;
+    *took = Some(start.elapsed());
+    Ok(table)
+}
+
+fn log(ops: &[ipvsctl::reconcile::Op]) {
+    for op in ops {
         info!("ipvs: {op}");
     }
-    dp.apply(&ops).map_err(|e| e.to_string())?;
-    let table = dp.dump().map_err(|e| e.to_string())?;
-    Ok(Synced {
-        table,
-        operations: ops.len() + daemon_ops,
-        sync_daemon: req.sync_daemon.clone(),
-    })
 }
 
 /// Makes `want` the only sync daemon running (a director is either the

@@ -26,7 +26,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{DestSettings, ServiceKey, ServiceSettings, SyncDaemon, SyncRole, Table};
+use crate::types::{
+    Dest, DestSettings, Service, ServiceKey, ServiceSettings, SyncDaemon, SyncRole, Table,
+};
 
 /// One change to the table: what a dataplane applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +188,47 @@ pub fn plan(desired: &Table, current: &Table, options: Options) -> Vec<Op> {
     ops
 }
 
+/// `table` as a dataplane lists it once it has applied `ops` without
+/// error: a caller that keeps the table it last read need not read it
+/// again after every change (a dump of 37,000 destinations costs more
+/// than the changes it would confirm). New services and destinations
+/// start with zero counters; an edited destination keeps its
+/// connections, as the kernel keeps them (`__ip_vs_update_dest`).
+pub fn apply_to(table: &mut Table, ops: &[Op]) {
+    let services = &mut table.services;
+    for op in ops {
+        let key = *op.service();
+        let at = services.binary_search_by_key(&key, |s| s.key);
+        match (op, at) {
+            (Op::AddService { settings, .. }, Err(i)) => {
+                services.insert(i, Service::new(key, settings.clone()));
+            }
+            (Op::AddService { settings, .. } | Op::EditService { settings, .. }, Ok(i)) => {
+                services[i].settings = settings.clone();
+            }
+            (Op::DelService { .. }, Ok(i)) => {
+                services.remove(i);
+            }
+            (Op::AddDest { addr, settings, .. } | Op::EditDest { addr, settings, .. }, Ok(i)) => {
+                let dests = &mut services[i].dests;
+                match dests.binary_search_by_key(addr, |d| d.addr) {
+                    Ok(j) => dests[j].settings = *settings,
+                    Err(j) => dests.insert(j, Dest::new(*addr, *settings)),
+                }
+            }
+            (Op::DelDest { addr, .. }, Ok(i)) => {
+                let dests = &mut services[i].dests;
+                if let Ok(j) = dests.binary_search_by_key(addr, |d| d.addr) {
+                    dests.remove(j);
+                }
+            }
+            // An operation on a service that is not there cannot have
+            // been applied without error.
+            (_, Err(_)) => {}
+        }
+    }
+}
+
 /// The narrow interface the reconciler drives: read the whole table,
 /// apply operations. The kernel client implements it for IPVS
 /// ([`crate::kernel::Kernel`]), [`crate::memory::Memory`] in memory;
@@ -244,7 +287,7 @@ pub fn reconcile<D: Dataplane>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Dest, Family, Forwarding, Service};
+    use crate::types::{Family, Forwarding};
 
     fn svc(port: u16, dests: &[(u8, u32)]) -> Service {
         let key = ServiceKey::tcp(format!("10.0.0.1:{port}").parse().unwrap());

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use proptest::prelude::*;
 
 use ipvsctl::memory::Memory;
-use ipvsctl::reconcile::{Dataplane, Op, Options, plan, reconcile};
+use ipvsctl::reconcile::{Dataplane, Op, Options, apply_to, plan, reconcile};
 use ipvsctl::types::{
     Dest, DestSettings, Family, Forwarding, Netmask, Protocol, SchedFlags, Service, ServiceKey,
     ServiceSettings, Table, Tunnel, TunnelChecksum, TunnelType,
@@ -238,6 +238,32 @@ proptest! {
         );
         let scoped = plan(&desired, &current, Options { prune, managed: Some(managed) });
         prop_assert_eq!(scoped, plan(&desired, &cut, Options { prune, managed: None }));
+    }
+
+    /// Applying a plan to the table as last read gives what the
+    /// dataplane lists afterwards, counters included: a daemon that keeps
+    /// the table need not read it back after each change.
+    #[test]
+    fn the_table_a_plan_leaves_is_known_without_reading_it_back(
+        desired in table(),
+        current in table(),
+        managed in prop::sample::subsequence(key_pool(), 0..=6),
+        prune in any::<bool>(),
+        conns in 1u32..1000,
+    ) {
+        let mut current = current;
+        for s in &mut current.services {
+            for d in &mut s.dests {
+                d.counters.active_conns = conns;
+            }
+        }
+        let options = Options { prune, managed: Some(managed.into_iter().collect()) };
+        let ops = plan(&desired, &current, options);
+        let mut dp = Memory::new(&current);
+        dp.apply(&ops).expect("no operation refused");
+        let mut known = current.clone();
+        apply_to(&mut known, &ops);
+        prop_assert_eq!(known, dp.dump().unwrap());
     }
 
     /// A table against itself is no work at all.

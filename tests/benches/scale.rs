@@ -18,9 +18,11 @@
 //! Run: `cargo bench -p tandem-tests --bench scale`
 //! (`TANDEM_SCALE=VS,RS` for another size).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use healthd::dataplane::{SyncRequest, sync_once};
@@ -32,6 +34,36 @@ use tandem_model::config::{self, Config};
 use tandem_tests::fake::{self, FakeDaemons};
 use tandem_tests::webui::WebUi;
 use tandem_tests::{binary, vm};
+
+/// The system allocator, counting the bytes live: what each of healthd's
+/// structures holds at this size, apart from the allocator's own
+/// overhead and the process's pages.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed through to the system allocator as it
+// came; only a counter is kept besides.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's layout, as GlobalAlloc requires.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: ptr came from alloc with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live_mib() -> f64 {
+    LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
 
 /// Where real server `n` is: its address (127.0.0.0/8, all local, so one
 /// listener answers every one of them) and the virtual server it is in.
@@ -125,6 +157,7 @@ struct Healthd {
     engine: Engine,
     memory: Memory,
     table: Table,
+    known: Option<Table>,
 }
 
 impl Healthd {
@@ -136,8 +169,10 @@ impl Healthd {
             &self.table,
             &BTreeSet::new(),
             None,
+            false,
         );
-        let synced = sync_once(&mut self.memory, &req).expect("the memory dataplane takes it");
+        let synced = sync_once(&mut self.memory, &req, &mut self.known)
+            .expect("the memory dataplane takes it");
         self.table = synced.table;
         synced.operations
     }
@@ -182,12 +217,16 @@ fn main() {
         "scale: {vss} virtual servers, {rss} real servers, TCP checks every 10 s ({} KiB of TOML)\n",
         text.len() / 1024
     );
+    let before = live_mib();
     let (c, parse): (Config, _) = timed(|| config::parse(&text, "scale.toml").expect("valid"));
+    let config_mib = live_mib() - before;
     let _ = writeln!(report, "  parse and validate          {:>10}", ms(parse));
+    let before = live_mib();
     let (engine, build) = timed(|| {
         Engine::new(&c, Instant::now(), &Table::default(), BTreeSet::new())
             .expect("the engine takes it")
     });
+    let engine_mib = live_mib() - before;
     let _ = writeln!(
         report,
         "  build the engine            {:>10}  ({} probes)",
@@ -200,12 +239,22 @@ fn main() {
         engine,
         memory: Memory::new(&Table::default()),
         table: Table::default(),
+        known: None,
     };
+    let before = live_mib();
     let (ops, first) = timed(|| hd.sync());
+    // The daemon holds the table twice (its own and its IPVS thread's);
+    // the in-memory dataplane here holds a third, the kernel's.
+    let tables_mib = live_mib() - before;
     let _ = writeln!(
         report,
         "  program from empty          {:>10}  ({ops} operations)",
         ms(first)
+    );
+    let _ = writeln!(
+        report,
+        "  heap held: configuration {config_mib:.1} MiB, engine {engine_mib:.1} MiB, \
+         the table three times (healthd, its IPVS thread, the dataplane) {tables_mib:.1} MiB"
     );
     let weight = |n| if n == rss / 2 { 5 } else { 1 };
     let extra = 1000.min(vss);

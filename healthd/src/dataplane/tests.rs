@@ -85,6 +85,8 @@ struct Lab {
     now: Instant,
     /// The table as last synced: the daemon's `current`.
     current: Table,
+    /// The table the IPVS thread keeps between syncs.
+    known: Option<Table>,
     retired: BTreeSet<ServiceKey>,
     vrrp: Option<VrrpState>,
     /// Probe targets that refuse connections.
@@ -104,15 +106,26 @@ impl Lab {
             dp,
             now,
             current,
+            known: None,
             retired: BTreeSet::new(),
             vrrp: None,
             failing: BTreeSet::new(),
         }
     }
 
-    /// One sync, as `Daemon::request_sync`, the IPVS thread and
-    /// `Daemon::synced` chain it; returns its operations.
+    /// One sync after a change, as `Daemon::request_sync`, the IPVS
+    /// thread and `Daemon::synced` chain it; returns its operations.
     fn sync(&mut self) -> usize {
+        self.sync_reading(false)
+    }
+
+    /// The sync of the daemon's tick, which reads the table (fresh
+    /// connection counters, what someone else changed).
+    fn tick(&mut self) -> usize {
+        self.sync_reading(true)
+    }
+
+    fn sync_reading(&mut self, read: bool) -> usize {
         let want = wanted_sync_daemon(&self.config, self.vrrp);
         let req = SyncRequest::new(
             &mut self.engine,
@@ -120,8 +133,9 @@ impl Lab {
             &self.current,
             &self.retired,
             want,
+            read,
         );
-        let synced = sync_once(&mut self.dp, &req)
+        let synced = sync_once(&mut self.dp, &req, &mut self.known)
             .unwrap_or_else(|e| panic!("the dataplane refused an operation: {e}"));
         self.current = synced.table;
         retire(&mut self.retired, &self.current, self.engine.keys());
@@ -173,7 +187,7 @@ impl Lab {
                 self.step();
             }
             self.now = tick;
-            self.sync();
+            self.tick();
         }
     }
 
@@ -317,6 +331,47 @@ fn the_sorry_server_takes_over_when_every_real_server_is_down_and_leaves_at_the_
     lab.failing.remove(&rs(12));
     lab.checks(rs(12), 2);
     assert_eq!(lab.dests(), [(rs(12), 20)]);
+}
+
+#[test]
+fn a_change_is_applied_without_reading_the_table_back() {
+    let mut lab = started("", "", Memory::default());
+    let dumps = lab.dp.dumps;
+    lab.failing.insert(rs(11));
+    lab.checks(rs(11), 3);
+    assert_eq!(lab.weight(rs(11)), None);
+    assert_eq!(lab.dp.dumps, dumps, "the table after the change is known");
+    assert_eq!(lab.current, lab.dp.table());
+}
+
+#[test]
+fn a_table_changed_behind_healthds_back_is_read_and_planned_again() {
+    let mut lab = started("", "", Memory::default());
+    // Someone deletes the service; healthd does not know yet.
+    lab.dp
+        .apply(&[ipvsctl::reconcile::Op::DelService { key: web() }])
+        .unwrap();
+    let dumps = lab.dp.dumps;
+    lab.failing.insert(rs(11));
+    lab.checks(rs(11), 3);
+    // Deleting rs(11) from a service that is not there is refused: the
+    // table is read and the service put back with the server still up.
+    assert_eq!(lab.dests(), [(rs(12), 20)]);
+    assert_eq!(lab.dp.dumps, dumps + 1);
+    assert_eq!(lab.current, lab.dp.table());
+}
+
+#[test]
+fn the_tick_reads_the_table_and_puts_back_what_someone_removed() {
+    let mut lab = started("", "", Memory::default());
+    lab.dp
+        .apply(&[ipvsctl::reconcile::Op::DelDest {
+            service: web(),
+            addr: rs(12),
+        }])
+        .unwrap();
+    assert_eq!(lab.tick(), 1);
+    assert_eq!(lab.dests(), [(rs(11), 10), (rs(12), 20)]);
 }
 
 #[test]
