@@ -75,12 +75,16 @@ fn spawn_ipvs(tx: mpsc::Sender<Input>) -> std::sync::mpsc::Sender<SyncRequest> {
         .name("ipvs".into())
         .spawn(move || {
             let mut kernel: Option<Kernel> = None;
+            let mut known: Option<Table> = None;
             while let Ok(mut req) = req_rx.recv() {
-                // Only the latest desired table matters.
+                // Only the latest desired table matters, read if any
+                // request asked for it.
                 while let Ok(newer) = req_rx.try_recv() {
+                    let read = req.read || newer.read;
                     req = newer;
+                    req.read = read;
                 }
-                let result = sync_kernel(&mut kernel, &req);
+                let result = sync_kernel(&mut kernel, &req, &mut known);
                 if result.is_err() {
                     kernel = None;
                 }
@@ -95,12 +99,16 @@ fn spawn_ipvs(tx: mpsc::Sender<Input>) -> std::sync::mpsc::Sender<SyncRequest> {
 
 /// One sync with the kernel, connecting first when there is no
 /// connection (the first time, or after an error).
-fn sync_kernel(kernel: &mut Option<Kernel>, req: &SyncRequest) -> Result<Synced, String> {
+fn sync_kernel(
+    kernel: &mut Option<Kernel>,
+    req: &SyncRequest,
+    known: &mut Option<Table>,
+) -> Result<Synced, String> {
     let k = match kernel {
         Some(k) => k,
         None => kernel.insert(Kernel::connect().map_err(|e| e.to_string())?),
     };
-    sync_once(k, req)
+    sync_once(k, req, known)
 }
 
 /// Hands the memory a reload freed back to the system. Parsing a file of
@@ -166,6 +174,11 @@ pub struct Daemon {
     prober: Arc<Prober>,
     events: EventLog,
     tx: mpsc::Sender<Input>,
+    /// Probe results, on a channel of their own: the loop serves commands
+    /// and the dataplane's answers first, so an operator is answered even
+    /// while ten thousand results a second queue up.
+    results: mpsc::Sender<Input>,
+    results_rx: Option<mpsc::Receiver<Input>>,
     ipvs: std::sync::mpsc::Sender<SyncRequest>,
     /// The kernel's table as last seen.
     current: Table,
@@ -175,33 +188,78 @@ pub struct Daemon {
     retired: BTreeSet<ServiceKey>,
     sync_in_flight: bool,
     sync_wanted: bool,
+    /// The sync wanted next must read the table.
+    read_wanted: bool,
     state_dir: PathBuf,
     /// An instant and its Unix time, for stable timestamps in the status.
     anchor: (Instant, u64),
-    last_sync: Option<Instant>,
+    /// When a sync last read the kernel's table, and how long the read
+    /// took.
+    last_read: Option<Instant>,
+    read_cost: Duration,
     /// A status was asked for since the last sync.
     status_asked: bool,
+    /// Checks that could not run, as last warned of, and why the last one
+    /// could not.
+    not_run: (u64, String),
     /// vrrpd's state of the instance connection sync follows.
     vrrp_state: Option<tandem_model::api::VrrpState>,
     vrrp_task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The longest healthd goes without comparing the table with the kernel's.
+/// The longest healthd goes without comparing the table with the kernel's,
+/// unless reading it costs more than 1 % of a CPU at that pace.
 const RESYNC: Duration = Duration::from_secs(10);
+/// How often connection counters are read while something watches them
+/// (a real server leaving, an operator's status), unless reading costs
+/// more than 5 % of a CPU at that pace.
+const WATCH: Duration = Duration::from_secs(1);
 /// The grid probe starts are gathered on.
 const SLACK: Duration = Duration::from_millis(10);
 
-/// The first point of the SLACK grid (counted from `epoch`) at or after `t`.
-fn on_grid(epoch: Instant, t: Instant) -> Instant {
-    let since = t.saturating_duration_since(epoch).as_nanos();
-    let step = SLACK.as_nanos();
-    epoch + Duration::from_nanos((since.div_ceil(step) * step) as u64)
+/// Where the loop's one probe timer goes: to the next probe start,
+/// gathered on a grid of SLACK (counted from `epoch`), and far off when
+/// no probe is queued (all running, or none configured). It moves only
+/// when that instant changes.
+struct Arming {
+    epoch: Instant,
+    /// The instant the timer is set for; None once it has fired.
+    armed: Option<Instant>,
+}
+
+impl Arming {
+    fn new(epoch: Instant) -> Arming {
+        Arming { epoch, armed: None }
+    }
+
+    /// The instant to set the timer to, when it must move. A timer that
+    /// fired is always set again: left as it is, it would be ready at
+    /// every turn and the loop would spin.
+    fn next(&mut self, deadline: Option<Instant>) -> Option<Instant> {
+        let at = deadline.map_or(self.epoch + IDLE, |d| self.on_grid(d));
+        (self.armed != Some(at)).then(|| {
+            self.armed = Some(at);
+            at
+        })
+    }
+
+    fn fired(&mut self) {
+        self.armed = None;
+    }
+
+    /// The first point of the grid at or after `t`.
+    fn on_grid(&self, t: Instant) -> Instant {
+        let since = t.saturating_duration_since(self.epoch).as_nanos();
+        let step = SLACK.as_nanos();
+        self.epoch + Duration::from_nanos((since.div_ceil(step) * step) as u64)
+    }
 }
 
 /// Inputs handled per wakeup.
 const BATCH: usize = 512;
-/// How long the loop sleeps with no probe scheduled.
-const IDLE: Duration = Duration::from_secs(3600);
+/// How long the loop sleeps with no probe scheduled: far enough to be
+/// never (a year).
+const IDLE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Daemon {
     pub async fn new(opts: Options, tx: mpsc::Sender<Input>) -> Result<Daemon, DaemonError> {
@@ -240,6 +298,7 @@ impl Daemon {
         let engine = Engine::new(&config, Instant::now(), &current, load_drains(&state_dir))
             .map_err(|e| DaemonError::Setup(e.to_string()))?;
         let node = config.node_name();
+        let (results, results_rx) = mpsc::channel(16384);
         Ok(Daemon {
             events: EventLog::new("healthd", &node, 5000),
             info: DaemonInfo {
@@ -256,16 +315,21 @@ impl Daemon {
             engine,
             prober,
             tx,
+            results,
+            results_rx: Some(results_rx),
             ipvs,
             current,
             dataplane,
             retired: BTreeSet::new(),
             sync_in_flight: false,
             sync_wanted: true,
+            read_wanted: false,
             state_dir,
             anchor: (Instant::now(), now_millis()),
-            last_sync: None,
+            last_read: None,
+            read_cost: Duration::ZERO,
             status_asked: false,
+            not_run: (0, String::new()),
             vrrp_state: None,
             vrrp_task: None,
         })
@@ -284,38 +348,50 @@ impl Daemon {
         wanted_sync_daemon(&self.config, self.vrrp_state)
     }
 
-    /// Whether the periodic tick should sync: a server is leaving (its
-    /// connections are watched), the last sync failed, someone asked for
-    /// the status (fresh counters), or it has been `RESYNC` since the last
-    /// sync (a table changed behind healthd's back is put right). A dump
-    /// per second regardless cost more than the checks themselves with a
-    /// thousand real servers under emulation.
+    /// Whether the periodic tick should read the table: a server is
+    /// leaving (its connections are watched), the last sync failed,
+    /// someone asked for the status (fresh counters), or it has been
+    /// `RESYNC` since the last read (a table changed behind healthd's back
+    /// is put right). Both periods stretch with the cost of a read, so
+    /// that reading stays a small part of healthd's work at any size: a
+    /// dump per second regardless cost more than the checks themselves
+    /// with a thousand real servers under emulation, and a read of 37,000
+    /// takes seconds there.
     fn resync_due(&self) -> bool {
-        let age = self.last_sync.map_or(Duration::MAX, |t| t.elapsed());
-        self.engine.leaving()
+        let age = self.last_read.map_or(Duration::MAX, |t| t.elapsed());
+        let watch = WATCH.max(self.read_cost * 20);
+        let drift = RESYNC.max(self.read_cost * 100);
+        ((self.engine.leaving() || self.status_asked) && age >= watch)
             || !self.dataplane.ok
-            || (self.status_asked && age >= Duration::from_secs(1))
-            || age >= RESYNC
+            || age >= drift
     }
 
-    fn request_sync(&mut self) {
+    /// Asks the IPVS thread for a sync (after the one in flight, if any);
+    /// `read`: with a fresh read of the kernel's table rather than against
+    /// the table the last sync left.
+    fn request_sync(&mut self, read: bool) {
+        self.read_wanted |= read;
         if self.sync_in_flight {
             self.sync_wanted = true;
             return;
         }
         let now = Instant::now();
         let sync_daemon = self.sync_daemon();
+        let read = std::mem::take(&mut self.read_wanted);
         let req = SyncRequest::new(
             &mut self.engine,
             now,
             &self.current,
             &self.retired,
             sync_daemon,
+            read,
         );
         self.sync_in_flight = true;
         self.sync_wanted = false;
-        self.status_asked = false;
-        self.last_sync = Some(now);
+        if read {
+            self.status_asked = false;
+            self.last_read = Some(now);
+        }
         let _ = self.ipvs.send(req);
     }
 
@@ -325,7 +401,8 @@ impl Daemon {
         });
         info!(probes = self.engine.probes(), "checking");
         self.follow_vrrp();
-        self.request_sync();
+        self.request_sync(true);
+        let mut results = self.results_rx.take().expect("run is called once");
         // Every change of health, drain or configuration syncs at once;
         // this tick syncs besides when something needs watching (see
         // `resync_due`).
@@ -336,21 +413,21 @@ impl Daemon {
         // new timer and a wakeup per result cost more than the probes.
         let timer = tokio::time::sleep(IDLE);
         tokio::pin!(timer);
-        let epoch = Instant::now();
-        let mut armed: Option<Instant> = None;
+        let mut arming = Arming::new(Instant::now());
         let mut batch = Vec::with_capacity(BATCH);
+        let mut outcomes = Vec::with_capacity(BATCH);
         let mut stop = false;
         while !stop {
             // Probe starts are gathered on a grid of SLACK: a thousand
             // probes a second then wake the loop a hundred times, not a
             // thousand (a wakeup costs more than a probe); a check starts
             // at most SLACK late.
-            let deadline = self.engine.next_deadline().map(|d| on_grid(epoch, d));
-            if deadline != armed {
-                let at = deadline.unwrap_or_else(|| Instant::now() + IDLE);
+            if let Some(at) = arming.next(self.engine.next_deadline()) {
                 timer.as_mut().reset(tokio::time::Instant::from_std(at));
-                armed = deadline;
             }
+            // Commands, signals and the dataplane's answers first, then
+            // the clocks, then probe results: under any load of results
+            // an operator is answered and probes start on time.
             tokio::select! {
                 biased;
                 n = rx.recv_many(&mut batch, BATCH) => {
@@ -358,19 +435,24 @@ impl Daemon {
                         break;
                     }
                 }
-                _ = &mut timer => armed = None,
                 _ = tick.tick() => {
+                    self.warn_not_run();
                     if self.resync_due() {
-                        self.request_sync();
+                        self.request_sync(true);
                     }
                     continue;
                 }
+                _ = &mut timer => arming.fired(),
+                _ = results.recv_many(&mut outcomes, BATCH) => {}
             }
             let now = Instant::now();
             let mut changed = false;
-            for input in batch.drain(..) {
+            for input in batch.drain(..).chain(outcomes.drain(..)) {
                 match input {
                     Input::Probe { probe, outcome } => {
+                        if outcome.local {
+                            self.not_run.1.clone_from(&outcome.reason);
+                        }
                         let events = self.engine.record(now, probe, outcome);
                         if !events.is_empty() {
                             self.publish(events);
@@ -393,7 +475,7 @@ impl Daemon {
                 }
             }
             if changed {
-                self.request_sync();
+                self.request_sync(false);
             }
             self.start_due(now);
         }
@@ -402,6 +484,21 @@ impl Daemon {
         self.events.publish(EventKind::DaemonStopping);
         info!("stopped; the IPVS table is left as it is");
         Ok(())
+    }
+
+    /// Says, at most once a tick, how many checks could not run since the
+    /// last time and why: the director is short of something, which its
+    /// operator must hear of, while no server's health moved for it.
+    fn warn_not_run(&mut self) {
+        let n = self.engine.not_run();
+        if n > self.not_run.0 {
+            warn!(
+                "{} check(s) could not run ({}); no real server's health changed for them",
+                n - self.not_run.0,
+                self.not_run.1
+            );
+            self.not_run.0 = n;
+        }
     }
 
     /// Connection sync follows vrrpd's state of its instance.
@@ -422,7 +519,7 @@ impl Daemon {
     fn start_due(&mut self, now: Instant) {
         for (probe, spec) in self.engine.due(now) {
             let prober = self.prober.clone();
-            let tx = self.tx.clone();
+            let tx = self.results.clone();
             tokio::spawn(async move {
                 let outcome = prober.run(&spec).await;
                 let _ = tx.send(Input::Probe { probe, outcome }).await;
@@ -467,6 +564,9 @@ impl Daemon {
                     info!("IPVS: table in sync");
                 }
                 self.current = s.table;
+                if let Some(took) = s.read {
+                    self.read_cost = took;
+                }
                 self.dataplane.ok = true;
                 self.dataplane.error = None;
                 self.dataplane.last_sync = Some(now_millis());
@@ -490,7 +590,7 @@ impl Daemon {
             }
         }
         if self.sync_wanted {
-            self.request_sync();
+            self.request_sync(false);
         }
     }
 
@@ -536,7 +636,7 @@ impl Daemon {
             .set_drain(vs, rs, on)
             .map_err(CommandError::NotFound)?;
         self.publish(events);
-        self.request_sync();
+        self.request_sync(false);
         Ok(())
     }
 
@@ -572,7 +672,7 @@ impl Daemon {
                 self.events.publish(EventKind::Reloaded {
                     changes: changes.clone(),
                 });
-                self.request_sync();
+                self.request_sync(false);
                 Ok(ReloadResult { changes, unchanged })
             }
             // Validation refuses what the conversion would; kept as the
@@ -590,5 +690,38 @@ impl Daemon {
             dataplane: self.dataplane.clone(),
             virtual_servers: self.engine.status(self.anchor, &self.current),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_probe_timer_moves_only_when_the_next_start_changes() {
+        let t0 = Instant::now();
+        let mut a = Arming::new(t0);
+        assert_eq!(a.next(Some(t0 + 3 * MS)), Some(t0 + SLACK));
+        assert_eq!(a.next(Some(t0 + 7 * MS)), None, "same grid point");
+        assert_eq!(a.next(Some(t0 + 15 * MS)), Some(t0 + 2 * SLACK));
+    }
+
+    #[test]
+    fn a_fired_timer_with_no_probe_queued_is_set_far_off() {
+        let t0 = Instant::now();
+        let mut a = Arming::new(t0);
+        a.next(Some(t0 + SLACK));
+        a.fired();
+        // Every probe is running: nothing is queued.
+        assert_eq!(a.next(None), Some(t0 + IDLE));
+        assert_eq!(a.next(None), None);
+        a.fired();
+        assert_eq!(
+            a.next(Some(t0 + SLACK)),
+            Some(t0 + SLACK),
+            "set again even at the same instant"
+        );
     }
 }

@@ -14,6 +14,9 @@ pub struct Outcome {
     /// "HTTP 200", "connection refused", "timeout after 1s".
     pub reason: String,
     pub latency: Duration,
+    /// The check could not run for want of something on this director
+    /// (file descriptors, memory, buffers): no verdict on the server.
+    pub local: bool,
 }
 
 impl Outcome {
@@ -22,6 +25,7 @@ impl Outcome {
             ok: true,
             reason: reason.into(),
             latency,
+            local: false,
         }
     }
 
@@ -30,6 +34,18 @@ impl Outcome {
             ok: false,
             reason: reason.into(),
             latency,
+            local: false,
+        }
+    }
+
+    /// The check did not run because this director lacks a resource: it
+    /// counts neither for nor against the server.
+    pub fn local(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            ok: false,
+            reason: reason.into(),
+            latency: Duration::ZERO,
+            local: true,
         }
     }
 }

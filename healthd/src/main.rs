@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         Some(Cmd::Man { dir }) => return tandem_model::manpages::run(Args::command(), &dir),
         _ => {}
     }
+    raise_open_files_limit();
     // One thread: the loop and thousands of probes a second are I/O;
     // moving them between threads cost more (wakeups, futexes) than it
     // gained, as perf showed.
@@ -138,6 +139,38 @@ fn main() -> ExitCode {
             error!("{e:#}");
             eprintln!("tandem-healthd: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every check in flight holds a socket, and at 37,000 real servers
+/// thousands are in flight at once: the soft limit of open files (1,024
+/// by default) would refuse them. It is raised to at least 65,536 where
+/// healthd may raise the hard limit (as root, as keepalived does for its
+/// checkers), else to the hard limit, as systemd.exec(5) advises
+/// programs that need many descriptors (524,288 under systemd). Checks
+/// that still find no descriptor give no verdict (see `Outcome::local`).
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct
+    // passed, which lives across the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let hard = lim.rlim_max;
+        let want = hard.max(65_536);
+        for max in [want, hard] {
+            let l = libc::rlimit {
+                rlim_cur: max,
+                rlim_max: max,
+            };
+            if lim.rlim_cur >= max || libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0 {
+                return;
+            }
         }
     }
 }

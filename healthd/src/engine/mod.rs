@@ -179,6 +179,9 @@ pub struct Engine {
     drains: BTreeSet<String>,
     /// Services this configuration owns.
     keys: BTreeSet<ServiceKey>,
+    /// Checks that could not run for want of a resource on this director
+    /// (see [`Outcome::local`]).
+    not_run: u64,
 }
 
 impl Engine {
@@ -205,6 +208,7 @@ impl Engine {
             schedule: Schedule::default(),
             drains,
             keys: BTreeSet::new(),
+            not_run: 0,
         };
         e.attach(now);
         Ok(e)
@@ -359,6 +363,12 @@ impl Engine {
     }
 
     /// Number of distinct probes.
+    /// Checks so far that could not run for want of a resource on this
+    /// director, and gave no verdict.
+    pub fn not_run(&self) -> u64 {
+        self.not_run
+    }
+
     pub fn probes(&self) -> usize {
         self.schedule.len()
     }
@@ -384,6 +394,12 @@ impl Engine {
             return Vec::new();
         }
         self.schedule.done(&probe.id, now);
+        if outcome.local {
+            // No verdict: the server's health stays as it was and the
+            // check runs again at its next interval.
+            self.not_run += 1;
+            return Vec::new();
+        }
         let mut events = Vec::new();
         for i in 0..self.subscribers[probe.id as usize].len() {
             let (v, r) = self.subscribers[probe.id as usize][i];

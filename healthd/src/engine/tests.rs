@@ -127,6 +127,28 @@ fn a_failed_server_drains_at_weight_zero_and_then_leaves() {
 }
 
 #[test]
+fn a_check_this_director_could_not_run_changes_no_health() {
+    let c = config("");
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
+    let p = probe_of(&e, 11);
+    // fall = 1: one real failure would take it out.
+    let out_of_fds = Outcome::local("cannot check: Too many open files (os error 24)");
+    assert!(e.record(t0, p, out_of_fds).is_empty());
+    assert_eq!(e.not_run(), 1);
+    assert_eq!(
+        weights(&e.desired(t0, &kernel)),
+        [(rs(11), 10), (rs(12), 20)]
+    );
+    assert_eq!(
+        e.record(t0 + S, p, down()).len(),
+        2,
+        "down, and quorum lost"
+    );
+}
+
+#[test]
 fn inhibit_on_failure_keeps_a_failed_server_at_weight_zero() {
     let c = config("inhibit_on_failure = true");
     let t0 = Instant::now();

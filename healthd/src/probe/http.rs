@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use super::{ProbeError, connect, describe_io};
+use super::{Failed, ProbeError, connect};
 use crate::spec::{Body, Http, ProbeSpec};
 
 /// Bodies are read up to this much; a check page is small.
@@ -67,10 +67,8 @@ impl HttpProber {
         self.kept.lock().expect("not poisoned").remove(spec);
     }
 
-    async fn open(&self, h: &Http) -> Result<SendRequest<Empty<Bytes>>, String> {
-        let tcp = connect(h.target, h.source)
-            .await
-            .map_err(|e| describe_io(&e))?;
+    async fn open(&self, h: &Http) -> Result<SendRequest<Empty<Bytes>>, Failed> {
+        let tcp = connect(h.target, h.source).await.map_err(Failed::io)?;
         macro_rules! handshake {
             ($io:expr) => {{
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new($io))
@@ -110,9 +108,9 @@ impl HttpProber {
         }
     }
 
-    /// Ok(reason) when the server passes, Err(reason) when not. The caller
+    /// Ok(reason) when the server passes, Err(why) when not. The caller
     /// bounds it with the timeout.
-    pub async fn check(&self, spec: &ProbeSpec, h: &Http) -> Result<String, String> {
+    pub async fn check(&self, spec: &ProbeSpec, h: &Http) -> Result<String, Failed> {
         let kept = if h.keepalive {
             self.kept.lock().expect("not poisoned").remove(spec)
         } else {
@@ -144,7 +142,7 @@ impl HttpProber {
         })?;
         let code = resp.status().as_u16();
         if !h.statuses.iter().any(|s| s.matches(code)) {
-            return Err(format!("HTTP {code}"));
+            return Err(format!("HTTP {code}").into());
         }
         if h.body != Body::Any {
             let body = read_limited(resp.into_body()).await?;
@@ -171,13 +169,13 @@ impl HttpProber {
                         .map(|b| format!("{b:02x}"))
                         .collect();
                     if got != *want {
-                        return Err(format!("body digest {got}, expected {want}"));
+                        return Err(format!("body digest {got}, expected {want}").into());
                     }
                     true
                 }
             };
             if !ok {
-                return Err(format!("HTTP {code}, body mismatch"));
+                return Err(format!("HTTP {code}, body mismatch").into());
             }
         }
         if h.keepalive {

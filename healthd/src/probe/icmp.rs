@@ -37,6 +37,9 @@ impl IcmpProber {
     pub async fn ping(&self, target: IpAddr, source: Option<IpAddr>, timeout: Duration) -> Outcome {
         let client = match self.client(target.is_ipv6(), source) {
             Ok(c) => c,
+            Err(e) if super::is_local(&e) => {
+                return Outcome::local(format!("cannot open an ICMP socket: {e}"));
+            }
             Err(e) => {
                 return Outcome::down(format!("cannot open an ICMP socket: {e}"), Duration::ZERO);
             }

@@ -25,6 +25,44 @@ pub struct Prober {
     icmp: icmp::IcmpProber,
 }
 
+/// Why a check did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failed {
+    /// The server failed it: "connection refused", "HTTP 503".
+    Server(String),
+    /// This director could not run it (see [`is_local`]).
+    Local(String),
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Failed {
+        Failed::Server(reason)
+    }
+}
+
+impl Failed {
+    /// An error of a socket call, with its short phrase.
+    pub fn io(e: io::Error) -> Failed {
+        if is_local(&e) {
+            Failed::Local(format!("cannot check: {}", describe_io(&e)))
+        } else {
+            Failed::Server(describe_io(&e))
+        }
+    }
+}
+
+/// Errors that say this director ran out of something, not that the
+/// server failed: no file descriptor left (EMFILE, ENFILE), no memory or
+/// socket buffer (ENOMEM, ENOBUFS). Counting them against the servers
+/// would take every one of them out of the table at once exactly when the
+/// director is busiest.
+pub fn is_local(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("TLS setup: {0}")]
@@ -85,14 +123,16 @@ impl Prober {
                     .await
                 {
                     Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
-                    Ok(Err(reason)) => Outcome::down(reason, start.elapsed()),
+                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
+                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
                     Err(_) => timed_out(),
                 }
             }
             Kind::Http(h) => {
                 match tokio::time::timeout(spec.timeout, self.http.check(spec, h)).await {
                     Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
-                    Ok(Err(reason)) => Outcome::down(reason, start.elapsed()),
+                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
+                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
                     Err(_) => {
                         self.http.forget(spec);
                         timed_out()
@@ -137,4 +177,21 @@ pub async fn connect(
     // the same).
     socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_or_buffers_is_this_directors_failure() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(matches!(Failed::io(e), Failed::Local(_)), "errno {errno}");
+        }
+        for errno in [libc::ECONNREFUSED, libc::EHOSTUNREACH, libc::EADDRNOTAVAIL] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(matches!(Failed::io(e), Failed::Server(_)), "errno {errno}");
+        }
+    }
 }

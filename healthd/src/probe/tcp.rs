@@ -5,21 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{connect, describe_io};
+use super::{Failed, connect, describe_io};
 
-/// Ok(reason) when the server passes, Err(reason) when not. The caller
+/// Ok(reason) when the server passes, Err(why) when not. The caller
 /// bounds it with the timeout.
 pub async fn check(
     target: SocketAddr,
     source: Option<IpAddr>,
     send: &Option<String>,
     expect: &Option<String>,
-) -> Result<String, String> {
-    let mut s = connect(target, source).await.map_err(|e| describe_io(&e))?;
+) -> Result<String, Failed> {
+    let mut s = connect(target, source).await.map_err(Failed::io)?;
     if let Some(bytes) = send {
-        s.write_all(bytes.as_bytes())
-            .await
-            .map_err(|e| describe_io(&e))?;
+        s.write_all(bytes.as_bytes()).await.map_err(Failed::io)?;
     }
     let Some(want) = expect else {
         return Ok("connected".into());
@@ -40,8 +38,6 @@ pub async fn check(
         let shown: String = String::from_utf8_lossy(&got[..got.len().min(40)])
             .escape_debug()
             .collect();
-        Err(format!(
-            "answer \"{shown}\" does not start with the expected bytes"
-        ))
+        Err(format!("answer \"{shown}\" does not start with the expected bytes").into())
     }
 }
