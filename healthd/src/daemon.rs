@@ -197,7 +197,7 @@ pub struct Daemon {
     /// took.
     last_read: Option<Instant>,
     read_cost: Duration,
-    /// A status was asked for since the last sync.
+    /// A status was asked for since the last read of the table.
     status_asked: bool,
     /// Checks that could not run, as last warned of, and why the last one
     /// could not.
