@@ -201,7 +201,7 @@ pub struct Daemon {
     status_asked: bool,
     /// Checks that could not run, as last warned of, and why the last one
     /// could not.
-    not_run: (u64, String),
+    not_run: (u64, Arc<str>),
     /// vrrpd's state of the instance connection sync follows.
     vrrp_state: Option<tandem_model::api::VrrpState>,
     vrrp_task: Option<tokio::task::JoinHandle<()>>,
@@ -329,7 +329,7 @@ impl Daemon {
             last_read: None,
             read_cost: Duration::ZERO,
             status_asked: false,
-            not_run: (0, String::new()),
+            not_run: (0, Arc::from("")),
             vrrp_state: None,
             vrrp_task: None,
         })
@@ -451,7 +451,7 @@ impl Daemon {
                 match input {
                     Input::Probe { probe, outcome } => {
                         if outcome.local {
-                            self.not_run.1.clone_from(&outcome.reason);
+                            self.not_run.1 = outcome.reason.clone();
                         }
                         let events = self.engine.record(now, probe, outcome);
                         if !events.is_empty() {

@@ -2,17 +2,20 @@
 //! into UP and DOWN by `rise` and `fall` (keepalived's semantics), with
 //! the reason of every change.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use tandem_model::api::HealthState;
-use tandem_model::api::LatencyHistogram;
+use tandem_model::api::{LATENCY_BUCKETS_MS, LatencyHistogram};
 
 /// What one probe found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub ok: bool,
-    /// "HTTP 200", "connection refused", "timeout after 1s".
-    pub reason: String,
+    /// "HTTP 200", "connection refused", "timeout after 1s". Shared: one
+    /// probe's outcome is recorded by every real server that follows it,
+    /// and a server that stays up keeps the words of its last result.
+    pub reason: Arc<str>,
     pub latency: Duration,
     /// The check could not run for want of something on this director
     /// (file descriptors, memory, buffers): no verdict on the server.
@@ -20,7 +23,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn up(reason: impl Into<String>, latency: Duration) -> Outcome {
+    pub fn up(reason: impl Into<Arc<str>>, latency: Duration) -> Outcome {
         Outcome {
             ok: true,
             reason: reason.into(),
@@ -29,7 +32,7 @@ impl Outcome {
         }
     }
 
-    pub fn down(reason: impl Into<String>, latency: Duration) -> Outcome {
+    pub fn down(reason: impl Into<Arc<str>>, latency: Duration) -> Outcome {
         Outcome {
             ok: false,
             reason: reason.into(),
@@ -40,7 +43,7 @@ impl Outcome {
 
     /// The check did not run because this director lacks a resource: it
     /// counts neither for nor against the server.
-    pub fn local(reason: impl Into<String>) -> Outcome {
+    pub fn local(reason: impl Into<Arc<str>>) -> Outcome {
         Outcome {
             ok: false,
             reason: reason.into(),
@@ -67,17 +70,56 @@ pub struct Health {
     run: u32,
     run_ok: bool,
     since: Instant,
-    reason: String,
+    reason: Arc<str>,
     last: Option<(Instant, Outcome)>,
     checks: u64,
     failures: u64,
-    latency: LatencyHistogram,
+    latency: Latency,
+}
+
+/// Every check's latency, in [`LATENCY_BUCKETS_MS`]: a fixed array, not
+/// the API's vectors, since a director at keepalived issue #2318's size
+/// keeps 37,000 of these (two heap blocks each were 8 MiB).
+#[derive(Clone, Debug, Default)]
+pub struct Latency {
+    /// Cumulative: `counts[i]` checks took at most `LATENCY_BUCKETS_MS[i]`.
+    counts: [u64; LATENCY_BUCKETS_MS.len()],
+    count: u64,
+    sum_ms: u64,
+}
+
+impl Latency {
+    pub fn observe(&mut self, ms: u64) {
+        for (le, c) in LATENCY_BUCKETS_MS.iter().zip(self.counts.iter_mut()) {
+            if ms <= *le {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms += ms;
+    }
+
+    /// The API's (and Prometheus's) shape of it.
+    pub fn histogram(&self) -> LatencyHistogram {
+        LatencyHistogram {
+            le_ms: LATENCY_BUCKETS_MS.to_vec(),
+            counts: self.counts.to_vec(),
+            count: self.count,
+            sum_ms: self.sum_ms,
+        }
+    }
 }
 
 impl Health {
     /// A server not yet checked (`Unknown`), or one already known to be
     /// up (adopted from the kernel's table at a restart).
-    pub fn new(now: Instant, rise: u32, fall: u32, state: HealthState, reason: &str) -> Health {
+    pub fn new(
+        now: Instant,
+        rise: u32,
+        fall: u32,
+        state: HealthState,
+        reason: impl Into<Arc<str>>,
+    ) -> Health {
         Health {
             state,
             rise: rise.max(1),
@@ -85,11 +127,11 @@ impl Health {
             run: 0,
             run_ok: false,
             since: now,
-            reason: reason.to_string(),
+            reason: reason.into(),
             last: None,
             checks: 0,
             failures: 0,
-            latency: LatencyHistogram::default(),
+            latency: Latency::default(),
         }
     }
 
@@ -110,7 +152,7 @@ impl Health {
     }
 
     /// Every check's latency since this server was configured.
-    pub fn latency(&self) -> &LatencyHistogram {
+    pub fn latency(&self) -> &Latency {
         &self.latency
     }
 
@@ -171,7 +213,7 @@ impl Health {
         Some(Change {
             from,
             to: self.state,
-            reason,
+            reason: reason.to_string(),
         })
     }
 }
@@ -250,7 +292,7 @@ mod tests {
             t,
             Outcome::down("timeout after 1s", Duration::from_millis(1000)),
         );
-        let l = h.latency();
+        let l = h.latency().histogram();
         assert_eq!((l.count, l.sum_ms), (2, 1003));
         let le = |ms| l.counts[l.le_ms.iter().position(|&b| b == ms).unwrap()];
         assert_eq!((le(2), le(5), le(500), le(1000)), (0, 1, 1, 2));

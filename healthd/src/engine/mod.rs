@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use ipvsctl::desired::{self, DesiredError};
@@ -31,6 +31,10 @@ use crate::quorum::Quorum;
 use crate::schedule::{self, Schedule};
 use crate::spec::{self, ProbeSpec, Thresholds};
 
+// One copy of the words every real server starts with, not one each.
+static ADOPTED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("in the kernel's table at start"));
+static NOT_CHECKED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("not checked yet"));
+
 /// Identifies a real server across reloads: virtual server name and the
 /// real server's address.
 pub type RsId = (String, SocketAddr);
@@ -42,7 +46,9 @@ pub fn rs_label(id: &RsId) -> String {
 struct RsState {
     addr: SocketAddr,
     dest: Dest,
-    probe: Option<(ProbeSpec, Thresholds)>,
+    /// Once attached, the very `Arc` the engine's probe table holds:
+    /// 37,000 real servers keep one copy of each distinct spec, not three.
+    probe: Option<(Arc<ProbeSpec>, Thresholds)>,
     /// The shared probe it follows, once attached.
     probe_id: Option<u32>,
     /// None: no check, always up.
@@ -83,11 +89,11 @@ impl VsState {
         for rs in &cfg.real_servers {
             let dest = desired::dest(cfg, rs)?;
             let addr = dest.addr;
-            let probe = spec::probe_for(cfg, rs);
+            let probe = spec::probe_for(cfg, rs).map(|(p, th)| (Arc::new(p), th));
             let was = before.get(&addr);
             let health = probe.as_ref().map(|(p, th)| {
                 let kept = was.and_then(|w| match (&w.probe, &w.health) {
-                    (Some((old_spec, _)), Some(h)) if old_spec == p => Some(h.clone()),
+                    (Some((old_spec, _)), Some(h)) if **old_spec == **p => Some(h.clone()),
                     _ => None,
                 });
                 if let Some(mut h) = kept {
@@ -98,20 +104,14 @@ impl VsState {
                     d.settings.weight == dest.settings.weight && d.settings.weight > 0
                 });
                 if adopted {
-                    Health::new(
-                        now,
-                        th.rise,
-                        th.fall,
-                        HealthState::Up,
-                        "in the kernel's table at start",
-                    )
+                    Health::new(now, th.rise, th.fall, HealthState::Up, ADOPTED.clone())
                 } else {
                     Health::new(
                         now,
                         th.rise,
                         th.fall,
                         HealthState::Unknown,
-                        "not checked yet",
+                        NOT_CHECKED.clone(),
                     )
                 }
             });
@@ -174,7 +174,7 @@ pub struct Engine {
     generations: Vec<u64>,
     free: Vec<u32>,
     subscribers: Vec<Vec<(usize, usize)>>,
-    ids: HashMap<ProbeSpec, u32>,
+    ids: HashMap<Arc<ProbeSpec>, u32>,
     schedule: Schedule<u32>,
     drains: BTreeSet<String>,
     /// Services this configuration owns.
@@ -293,7 +293,7 @@ impl Engine {
                 let Some((spec, _)) = &rs.probe else {
                     continue;
                 };
-                let id = match self.ids.get(spec) {
+                let id = match self.ids.get(&**spec) {
                     Some(&id) => id,
                     None => {
                         let spec = spec.clone();
@@ -306,13 +306,17 @@ impl Engine {
                         self.schedule.add_at(
                             id,
                             spec.interval,
-                            now + schedule::phase(&spec, spec.interval),
+                            now + schedule::phase(&*spec, spec.interval),
                         );
                         self.ids.insert(spec.clone(), id);
-                        self.probes[id as usize] = Some(Arc::new(spec));
+                        self.probes[id as usize] = Some(spec);
                         id
                     }
                 };
+                let rs = &mut self.vss[v].rs[r];
+                if let (Some((own, _)), Some(shared)) = (&mut rs.probe, &self.probes[id as usize]) {
+                    *own = shared.clone();
+                }
                 self.vss[v].rs[r].probe_id = Some(id);
             }
         }
@@ -642,7 +646,7 @@ impl Engine {
                                 last_check: rs.health.as_ref().and_then(|h| h.last()).map(
                                     |(at, o)| CheckResult {
                                         ok: o.ok,
-                                        reason: o.reason.clone(),
+                                        reason: o.reason.to_string(),
                                         latency_ms: o.latency.as_millis() as u64,
                                         at: unix(*at),
                                     },
@@ -653,7 +657,7 @@ impl Engine {
                                 active_conns: k.map_or(0, |d| d.counters.active_conns),
                                 inactive_conns: k.map_or(0, |d| d.counters.inactive_conns),
                                 stats: k.map(|d| stats(&d.counters.stats)),
-                                check_latency: rs.health.as_ref().map(|h| h.latency().clone()),
+                                check_latency: rs.health.as_ref().map(|h| h.latency().histogram()),
                             }
                         })
                         .collect(),
