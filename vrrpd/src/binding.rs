@@ -12,6 +12,7 @@ use tandem_model::api::{self, InstanceCounters, VrrpState};
 use tandem_model::config::{Config, VrrpInstance};
 use tracing::warn;
 
+use crate::auth::Auth;
 use crate::fsm::{Instance, Params};
 use crate::input::PortKey;
 use crate::netlink::IfAddr;
@@ -39,6 +40,8 @@ pub struct Binding {
     pub stopped: bool,
     /// VRRPv2 authentication sent and required.
     pub auth: V2Auth,
+    /// Authenticated adverts (`auth_hmac`), keys loaded.
+    pub hmac: Option<Auth>,
 }
 
 impl Binding {
@@ -69,6 +72,7 @@ impl Binding {
                 .auth_pass
                 .as_deref()
                 .map_or(V2Auth::None, V2Auth::password),
+            hmac: None,
         }
     }
 

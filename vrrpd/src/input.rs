@@ -29,6 +29,9 @@ pub enum DaemonError {
     Netlink(#[from] NetlinkError),
     #[error("{what}: {cause}")]
     Io { what: String, cause: std::io::Error },
+    /// An `auth_hmac` key file or credential that cannot be used.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Requests from the control API.

@@ -16,6 +16,7 @@
 //! through [`vip`], and `release`; `announce`, `trackers`, `status`);
 //! [`control`] (the control API) and [`report`] (status for a terminal).
 
+pub mod auth;
 pub mod binding;
 pub mod control;
 pub mod daemon;

@@ -86,7 +86,28 @@ enum Cmd {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check {
-        return config::run_check(&path);
+        let checked = config::run_check(&path);
+        if checked != ExitCode::SUCCESS {
+            return checked;
+        }
+        // The keys auth_hmac names are vrrpd's to read: a file that is
+        // missing, open to others or malformed fails the check here, not
+        // at the next start.
+        if let Ok(c) = config::load(&path) {
+            match vrrpd::auth::for_config(&c) {
+                Ok(a) if !a.is_empty() => println!(
+                    "{}: auth_hmac keys read for {}",
+                    path.display(),
+                    a.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        return checked;
     }
     if let Some(cmd) = args.command {
         match cmd {

@@ -84,6 +84,19 @@ pub enum Drop {
     Family,
     /// Sent by this node itself (looped back by a switch or a peer list).
     Own,
+    /// Authenticated adverts (`auth_hmac`, see [`crate::auth`]): no
+    /// trailer where one is required.
+    AuthMissing,
+    /// A trailer of another type, or with reserved bits set.
+    AuthMalformed,
+    /// Signed with a key id we do not have.
+    AuthUnknownKey,
+    /// The MAC does not match: forged, altered, or another key.
+    AuthBadMac,
+    /// A first advert whose time is outside the window of ours.
+    AuthStale,
+    /// A sequence number not after the last one accepted from its sender.
+    AuthReplay,
 }
 
 impl Drop {
@@ -104,6 +117,12 @@ impl Drop {
             Drop::Owner => "owner",
             Drop::Family => "family",
             Drop::Own => "own",
+            Drop::AuthMissing => "auth_missing",
+            Drop::AuthMalformed => "auth_malformed",
+            Drop::AuthUnknownKey => "auth_unknown_key",
+            Drop::AuthBadMac => "auth_bad_mac",
+            Drop::AuthStale => "auth_stale",
+            Drop::AuthReplay => "auth_replay",
         }
     }
 }
@@ -362,6 +381,46 @@ impl Advert {
             addresses,
         })
     }
+}
+
+/// The length of the VRRP message `msg` says it has (header, addresses
+/// and, for VRRPv2, the Authentication Data), when its header is there.
+fn message_len(msg: &[u8], v6: bool) -> Option<usize> {
+    let version = msg.first()? >> 4;
+    let count = usize::from(*msg.get(3)?);
+    let alen = if v6 { 16 } else { 4 };
+    let tail = if version == 2 { V2_AUTH_DATA_LEN } else { 0 };
+    Some(8 + count * alen + tail)
+}
+
+/// Splits `msg` into the VRRP message and an authentication trailer.
+/// Nothing in the header announces one: as keepalived, a trailer is there
+/// when the message is exactly [`crate::auth::TRAILER_LEN`] octets longer
+/// than its address count says (Ethernet padding never adds that much to
+/// a VRRP packet). Only an instance with `auth_hmac` looks.
+pub fn split_trailer(msg: &[u8], v6: bool) -> (&[u8], Option<&[u8]>) {
+    match message_len(msg, v6) {
+        Some(len) if msg.len() == len + crate::auth::TRAILER_LEN => {
+            let (m, t) = msg.split_at(len);
+            (m, Some(t))
+        }
+        _ => (msg, None),
+    }
+}
+
+/// `msg` (a VRRP message from [`Advert::encode`] for `src` -> `dst`) with
+/// an authentication trailer after it. The IPv4 checksum stays as it is:
+/// it covers the message only. The IPv6 one covers the whole payload,
+/// trailer included (the kernel's IPV6_CHECKSUM on keepalived's socket
+/// sums everything sent), so it is computed again.
+pub fn with_trailer(mut msg: Vec<u8>, trailer: &[u8], src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    msg.extend_from_slice(trailer);
+    if src.is_ipv6() && msg.len() >= 8 {
+        msg[6..8].copy_from_slice(&[0, 0]);
+        let sum = checksum(&[&pseudo_header(src, dst, msg.len()), &msg]);
+        msg[6..8].copy_from_slice(&sum.to_be_bytes());
+    }
+    msg
 }
 
 /// The parts of an IPv4 header a VRRP receiver looks at.

@@ -212,6 +212,11 @@ pub struct VrrpInstance {
     /// stop an attacker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_pass: Option<String>,
+    /// Authenticated adverts: an HMAC-SHA256 trailer with a sequence
+    /// number against replay, on the wire as keepalived 2.4.3's
+    /// `auth_hmac` (draft-cassen-vrrp-auth-hmac).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_hmac: Option<AuthHmac>,
     /// Use the RFC virtual MAC 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID)
     /// on a macvlan interface instead of the interface's own MAC.
     #[serde(default)]
@@ -219,6 +224,72 @@ pub struct VrrpInstance {
     /// Name of that macvlan interface; `vrrp.<vrid>` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmac_interface: Option<String>,
+}
+
+/// `[vrrp_instance.auth_hmac]`. The keys themselves never live in this
+/// file: it names a key file, or a systemd credential holding one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthHmac {
+    /// A file of keys, one `<id> hex:<64-128 hex digits>` per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The name of a systemd credential (`LoadCredential=` /
+    /// `SetCredentialEncrypted=`) in that format, read from
+    /// `$CREDENTIALS_DIRECTORY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_credential: Option<String>,
+    /// The key id adverts are signed with, 1-255; received adverts may
+    /// use any key of the file, so keys rotate without a gap.
+    pub active_key: i64,
+    #[serde(default)]
+    pub anti_replay: AntiReplay,
+    /// How far the sender's clock may be from ours when we first hear it
+    /// (time anti-replay only); 3 advert intervals, at least 5 s, when
+    /// absent, as keepalived.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub time_window: Option<Duration>,
+    #[serde(default)]
+    pub mode: AuthMode,
+}
+
+/// keepalived's `anti_replay`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AntiReplay {
+    /// Sequence numbers are the sender's time; a first advert must be
+    /// within `time_window` of our clock.
+    #[default]
+    Time,
+    /// Sequence numbers only rise; no window.
+    Monotonic,
+}
+
+/// keepalived's `mode`: how to move a running pair onto authentication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// Sign every advert; drop any without a valid trailer.
+    #[default]
+    Enforce,
+    /// Sign every advert; accept one without a trailer, drop one whose
+    /// trailer fails.
+    Permissive,
+    /// Sign nothing; accept one without a trailer, drop one whose trailer
+    /// fails.
+    ReceiveOnly,
+}
+
+impl AuthHmac {
+    /// The window a first advert's time must fall in.
+    pub fn window(&self, advert_interval: Duration) -> Duration {
+        self.time_window
+            .unwrap_or_else(|| Duration::from_secs((3 * advert_interval.as_secs()).clamp(5, 300)))
+    }
 }
 
 fn narrow(n: i64) -> u8 {

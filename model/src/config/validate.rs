@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::diagnostic::{Finding, Seg};
 use super::value::format_duration;
 use super::{
-    Check, CheckOverride, CheckType, Config, Family, Forwarding, Protocol, SCHEDULERS, SyncGroup,
-    TrackScript, Tunnel, TunnelType, VirtualServer, VrrpInstance, WebUi,
+    AntiReplay, Check, CheckOverride, CheckType, Config, Family, Forwarding, Protocol, SCHEDULERS,
+    SyncGroup, TrackScript, Tunnel, TunnelType, VirtualServer, VrrpInstance, WebUi,
 };
 
 /// Priority adjustments from tracking stay inside the range a backup can
@@ -291,6 +291,53 @@ fn vrrp_instance(v: &mut V<'_>, config: &Config, i: usize, inst: &VrrpInstance) 
                     pass.len()
                 ),
             );
+        }
+    }
+    if let Some(h) = &inst.auth_hmac {
+        if inst.auth_pass.is_some() {
+            v.err(
+                p![T, i, "auth_hmac"],
+                "auth_hmac and auth_pass exclude each other (an authenticated VRRPv2 advert has Auth Type 0, as keepalived sends it): remove auth_pass",
+            );
+        }
+        match (&h.key_file, &h.key_credential) {
+            (None, None) | (Some(_), Some(_)) => v.err(
+                p![T, i, "auth_hmac"],
+                "auth_hmac needs exactly one of key_file (a file of \"<id> hex:<key>\" lines) or key_credential (a systemd credential in that format): keys are never written in this file",
+            ),
+            (_, Some(c)) if c.is_empty() || c.contains('/') => v.err(
+                p![T, i, "auth_hmac", "key_credential"],
+                format!("key_credential \"{c}\" is not a credential name: a name without '/', as LoadCredential= gives it"),
+            ),
+            _ => {}
+        }
+        if !(1..=255).contains(&h.active_key) {
+            v.err(
+                p![T, i, "auth_hmac", "active_key"],
+                format!(
+                    "active_key {} is out of range: allowed 1-255 (the key id is one octet)",
+                    h.active_key
+                ),
+            );
+        }
+        if let Some(w) = h.time_window {
+            if h.anti_replay == AntiReplay::Monotonic {
+                v.err(
+                    p![T, i, "auth_hmac", "time_window"],
+                    "time_window is for anti_replay = \"time\": monotonic sequence numbers have no window",
+                );
+            } else if w < Duration::from_secs(1)
+                || w > Duration::from_secs(300)
+                || w.subsec_nanos() != 0
+            {
+                v.err(
+                    p![T, i, "auth_hmac", "time_window"],
+                    format!(
+                        "time_window \"{}\" is not valid: allowed 1s-300s in whole seconds (keepalived's range)",
+                        format_duration(w)
+                    ),
+                );
+            }
         }
     }
     if inst.preempt_delay > Duration::from_secs(1000) {

@@ -8,8 +8,14 @@
 //! advert for `--vrid` with a wrong checksum, which no socket filter can
 //! tell from a real one: it reaches the daemon and must be counted.
 //!
+//! With `--forge N`, instead: N adverts for `--vrid` at priority 255 with
+//! a correct checksum, what would take the VIPs of an unauthenticated
+//! pair, every other one carrying an authentication trailer with a MAC
+//! made up (an attacker without the key), ten a second.
+//!
 //! Usage: tandem-flood --interface eth0 --source 10.77.0.200 --vrid 51
 //!        --seconds 8 [--pps 40000]
+//!        tandem-flood --interface eth0 --source 10.77.0.200 --vrid 51 --forge 20
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -23,6 +29,7 @@ fn main() {
     let mut vrid: u8 = 51;
     let mut seconds: f64 = 5.0;
     let mut pps: Option<u64> = None;
+    let mut forge: Option<u64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || args.next().expect("a value");
@@ -32,6 +39,7 @@ fn main() {
             "--vrid" => vrid = v().parse().expect("a VRID"),
             "--seconds" => seconds = v().parse().expect("seconds"),
             "--pps" => pps = Some(v().parse().expect("packets per second")),
+            "--forge" => forge = Some(v().parse().expect("a count")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -57,6 +65,32 @@ fn main() {
     };
     let src = IpAddr::V4(source);
     let dst = IpAddr::V4(group);
+    if let Some(n) = forge.map(|n| n.min(600)) {
+        for i in 0..n {
+            let mut m = Advert {
+                version: Version::V3,
+                vrid,
+                priority: 255,
+                interval: Duration::from_millis(100),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 77, 0, 100))],
+            }
+            .encode(src, dst);
+            if i % 2 == 1 {
+                // ext_type 1, key id 1, reserved, a sequence of now-ish,
+                // and 16 octets of made-up MAC.
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                m.extend_from_slice(&[1, 1, 0, 0]);
+                m.extend_from_slice(&((secs << 32) | i).to_be_bytes());
+                m.extend((0..16).map(|_| rnd() as u8));
+            }
+            let ok = s.send_to(&m, &to).is_ok();
+            println!("forged {} {}", i + 1, if ok { "sent" } else { "failed" });
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return;
+    }
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
     let mut sent: u64 = 0;

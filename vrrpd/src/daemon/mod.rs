@@ -24,12 +24,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::auth::{self, Context};
 use crate::binding::{self, Binding};
 use crate::fsm::Action;
 use crate::input::{Command, DaemonError, Input, Options, PortKey, Signal};
 use crate::netlink::{Link, LinkEvent, Netlink};
 use crate::node::{InstanceId, Node, Out};
-use crate::packet::ipv4_packet;
+use crate::packet::{ipv4_packet, with_trailer};
 use crate::socket::{Icmpv6Socket, PacketSocket};
 use crate::track::{TrackKind, TrackValue};
 use crate::vip::Vip;
@@ -95,11 +96,20 @@ fn socket_dir(opts: &Options, config: &Config) -> PathBuf {
         .unwrap_or_else(|| config.node.socket_dir.clone())
 }
 
+/// The wall clock as the time since the UNIX epoch (before it: zero, which
+/// any receiver finds stale).
+pub(crate) fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 impl Daemon {
     /// Loads the configuration and prepares everything that can fail
     /// before the first packet is sent.
     pub async fn new(opts: Options, tx: mpsc::Sender<Input>) -> Result<Daemon, DaemonError> {
         let config = config::load(&opts.config)?;
+        let mut auths = auth::for_config(&config).map_err(|e| DaemonError::Auth(e.to_string()))?;
         let nl = Netlink::connect()?;
         let node_name = config.node_name();
         let info = DaemonInfo {
@@ -114,7 +124,8 @@ impl Daemon {
         let mut node = Node::default();
         let mut bindings = BTreeMap::new();
         for cfg in &config.vrrp_instances {
-            let (member, b) = binding::build(&config, cfg);
+            let (member, mut b) = binding::build(&config, cfg);
+            b.hmac = auths.remove(&cfg.name);
             bindings.insert(node.add(member), b);
         }
         node.set_groups(&groups(&config));
@@ -458,8 +469,27 @@ impl Daemon {
             return;
         };
         let adv = m.inst.advert(priority);
+        // Signed once for every destination (keepalived 2.4.3): the MAC
+        // covers neither the destination nor the checksum.
+        let ctx = Context {
+            version: adv.version,
+            vrid: adv.vrid,
+            src,
+        };
+        let trailer = match (&mut rt.hmac, rt.dests.first()) {
+            (Some(h), Some(&dst)) => h.sign(
+                &ctx,
+                &adv.encode_authenticated(src, dst, &rt.auth),
+                Instant::now(),
+                wall_clock(),
+            ),
+            _ => None,
+        };
         for dst in rt.dests.clone() {
-            let msg = adv.encode_authenticated(src, dst, &rt.auth);
+            let mut msg = adv.encode_authenticated(src, dst, &rt.auth);
+            if let Some(t) = &trailer {
+                msg = with_trailer(msg, t, src, dst);
+            }
             let sent = match (src, dst) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => {
                     rt.ip_id = rt.ip_id.wrapping_add(1);

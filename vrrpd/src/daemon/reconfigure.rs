@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::addresses::Keep;
 use super::{Daemon, groups};
+use crate::auth::{self, Auth};
 use crate::binding::{self, Binding, params, trackers};
 use crate::input::PortKey;
 use crate::node::{InstanceId, Out};
@@ -26,6 +27,12 @@ impl Daemon {
         let new = match config::load(&self.opts.config) {
             Ok(c) => c,
             Err(e) => return (Err(self.refuse_reload(e)), Vec::new()),
+        };
+        // Keys are read before anything changes: a key file that cannot
+        // be used refuses the whole reload.
+        let mut auths = match auth::for_config(&new) {
+            Ok(a) => a,
+            Err(e) => return (Err(self.refuse_keys(&e.to_string())), Vec::new()),
         };
         let plan = reload::plan(&self.config, &new);
 
@@ -47,7 +54,8 @@ impl Daemon {
             match &step.change {
                 Change::Unchanged | Change::Remove | Change::Replace => {}
                 Change::Add => {
-                    let (member, b) = binding::build(&new, cfg);
+                    let (member, mut b) = binding::build(&new, cfg);
+                    b.hmac = auths.remove(&cfg.name);
                     let id = self.node.add(member);
                     self.bindings.insert(id, b);
                     started.push(id);
@@ -66,6 +74,7 @@ impl Daemon {
                     fresh.last_transition = old.last_transition;
                     fresh.src = old.src;
                     fresh.ip_id = old.ip_id;
+                    fresh.hmac = carry_auth(old.hmac, auths.remove(&cfg.name));
                     let known = member.trackers.clone();
                     member.trackers = trackers(&new, &fresh, &|k, n| {
                         known
@@ -77,6 +86,13 @@ impl Daemon {
                     outs.extend(actions.into_iter().map(|a| Out::Instance(id, a)));
                     self.bindings.insert(id, fresh);
                 }
+            }
+        }
+        // Instances the plan leaves alone still take new keys: a rotation
+        // edits the key file, not this one.
+        for b in self.bindings.values_mut() {
+            if let Some(a) = auths.remove(&b.cfg.name) {
+                b.hmac = carry_auth(b.hmac.take(), Some(a));
             }
         }
         self.config = new;
@@ -118,6 +134,18 @@ impl Daemon {
         (Ok(ReloadResult { changes, unchanged }), outs)
     }
 
+    fn refuse_keys(&self, e: &str) -> ApiError {
+        let error = format!("{e}; running configuration kept");
+        warn!("reload refused: {error}");
+        self.events.publish(EventKind::ReloadRefused {
+            error: error.clone(),
+        });
+        ApiError {
+            error,
+            diagnostics: Vec::new(),
+        }
+    }
+
     fn refuse_reload(&self, e: ConfigError) -> ApiError {
         let refused = tandem_model::control::refused_reload(&self.opts.config, &e);
         warn!("reload refused: {e}");
@@ -125,5 +153,17 @@ impl Daemon {
             error: refused.error.clone(),
         });
         refused
+    }
+}
+
+/// The authentication a kept instance goes on with: the new keys and
+/// settings, the old one's sequence and what it accepted.
+fn carry_auth(old: Option<Auth>, new: Option<Auth>) -> Option<Auth> {
+    match (old, new) {
+        (Some(mut o), Some(n)) => {
+            o.reconfigure(n);
+            Some(o)
+        }
+        (_, n) => n,
     }
 }

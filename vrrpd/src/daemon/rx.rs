@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use tracing::{debug, warn};
 
-use super::Daemon;
+use super::{Daemon, wall_clock};
+use crate::auth::Context;
 use crate::input::PortKey;
 use crate::node::{InstanceId, Out};
 use crate::packet::{self, Advert, Drop};
@@ -83,18 +84,34 @@ impl Daemon {
             self.count_drop(i, Drop::Ttl);
             return Vec::new();
         }
-        let auth = self
-            .bindings
-            .get(&i)
-            .map(|b| b.auth.clone())
-            .unwrap_or_default();
-        let adv = match Advert::decode_authenticated(&msg, src, dst, &auth) {
+        let Some(b) = self.bindings.get(&i) else {
+            return Vec::new();
+        };
+        let auth = b.auth.clone();
+        let version = crate::binding::params(&b.cfg).version;
+        // With auth_hmac, a trailer may follow the message. The IPv4
+        // checksum covers the message only, the IPv6 one the whole payload
+        // (see `packet::with_trailer`).
+        let (body, trailer) = if b.hmac.is_some() {
+            packet::split_trailer(&msg, src.is_ipv6())
+        } else {
+            (&msg[..], None)
+        };
+        let summed = if src.is_ipv6() { &msg[..] } else { body };
+        let adv = match Advert::decode_authenticated(summed, src, dst, &auth) {
             Ok(a) => a,
             Err(d) => {
                 self.count_drop(i, d);
                 return Vec::new();
             }
         };
+        if let Some(h) = self.bindings.get_mut(&i).and_then(|b| b.hmac.as_mut()) {
+            let ctx = Context { version, vrid, src };
+            if let Err(d) = h.verify(&ctx, body, trailer, now, wall_clock()) {
+                self.count_drop(i, d);
+                return Vec::new();
+            }
+        }
         match self.node.on_advert(now, i, src, &adv) {
             Ok(r) => {
                 let Some(rt) = self.bindings.get_mut(&i) else {
