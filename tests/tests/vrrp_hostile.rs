@@ -7,9 +7,25 @@ use std::time::{Duration, Instant};
 
 use tandem_model::api::VrrpState::*;
 use tandem_tests::binary;
-use tandem_tests::cluster::{Vrrpd, instance, net};
+use tandem_tests::cluster::{Net, Vrrpd, instance, net};
 
 const T: Duration = Duration::from_secs(10);
+
+/// tandem-flood on the client, the third host of the segment, for VRID 51.
+fn hostile_host(net: &Net, args: &[&str]) -> String {
+    let bin = binary("tandem-flood");
+    let mut argv = vec![
+        bin.to_str().unwrap(),
+        "--interface",
+        "eth0",
+        "--source",
+        "10.77.0.200",
+        "--vrid",
+        "51",
+    ];
+    argv.extend_from_slice(args);
+    net.lab.exec_ok(&net.client, &argv)
+}
 
 #[test]
 fn a_protocol_112_flood_neither_silences_the_master_nor_fools_the_backup() {
@@ -34,22 +50,7 @@ fn a_protocol_112_flood_neither_silences_the_master_nor_fools_the_backup() {
 
     let secs = 8.0;
     let started = Instant::now();
-    let out = net.lab.exec_ok(
-        &net.client,
-        &[
-            binary("tandem-flood").to_str().unwrap(),
-            "--interface",
-            "eth0",
-            "--source",
-            "10.77.0.200",
-            "--vrid",
-            "51",
-            "--seconds",
-            &secs.to_string(),
-            "--pps",
-            "40000",
-        ],
-    );
+    let out = hostile_host(&net, &["--seconds", &secs.to_string(), "--pps", "40000"]);
     let flooded = started.elapsed();
     eprintln!("flood: {out}");
     let sent: u64 = out
@@ -166,22 +167,7 @@ fn a_forged_priority_255_advert_takes_nothing_from_an_authenticated_pair() {
         }
         instance("web", 51, prio, &["10.77.0.100/24"], &extra)
     };
-    let forge = || {
-        net.lab.exec_ok(
-            &net.client,
-            &[
-                binary("tandem-flood").to_str().unwrap(),
-                "--interface",
-                "eth0",
-                "--source",
-                "10.77.0.200",
-                "--vrid",
-                "51",
-                "--forge",
-                "20",
-            ],
-        )
-    };
+    let forge = || hostile_host(&net, &["--forge", "20"]);
 
     // Unauthenticated: the forgery makes the master step down.
     let mut lb1 = Vrrpd::start(&net.lab, &net.directors[0], &web(150, false));
