@@ -9,6 +9,9 @@
 //! the path up to the first newline; the rest is the body, sent as JSON.
 #![no_main]
 
+#[path = "request.rs"]
+mod request;
+
 use std::sync::OnceLock;
 
 use axum::body::Body;
@@ -30,18 +33,8 @@ fn rt() -> &'static tokio::runtime::Runtime {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else {
+    let Some((flags, path, body)) = request::split(data) else {
         return;
-    };
-    let (path, body) = match rest.iter().position(|&b| b == b'\n') {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, &[][..]),
-    };
-    let path = String::from_utf8_lossy(path);
-    let path = if path.starts_with('/') {
-        path.into_owned()
-    } else {
-        format!("/{path}")
     };
     let method = [Method::GET, Method::POST, Method::PUT, Method::DELETE]
         [usize::from((flags >> 1) & 3)]
@@ -69,11 +62,7 @@ fuzz_target!(|data: &[u8]| {
             .oneshot(req)
             .await
             .expect("the router always answers");
-        let streaming = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        if !streaming {
+        if !request::streaming(&resp) {
             let _ = resp.into_body().collect().await;
         }
     });

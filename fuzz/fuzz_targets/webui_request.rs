@@ -9,6 +9,9 @@
 //! first newline; the rest is the body.
 #![no_main]
 
+#[path = "request.rs"]
+mod request;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -61,20 +64,10 @@ fn setup() -> &'static Setup {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else {
+    let Some((flags, path, body)) = request::split(data) else {
         return;
     };
     let s = setup();
-    let (path, body) = match rest.iter().position(|&b| b == b'\n') {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, &[][..]),
-    };
-    let path = String::from_utf8_lossy(path);
-    let path = if path.starts_with('/') {
-        path.into_owned()
-    } else {
-        format!("/{path}")
-    };
     let method =
         [Method::GET, Method::POST, Method::PUT, Method::DELETE][usize::from(flags & 3)].clone();
     let mut req = Request::builder().method(method).uri(path.as_str());
@@ -115,11 +108,7 @@ fuzz_target!(|data: &[u8]| {
     s.rt.block_on(async {
         let resp = r.oneshot(req).await.expect("the router always answers");
         // Live updates are a stream that never ends: its head is the answer.
-        let streaming = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        if !streaming {
+        if !request::streaming(&resp) {
             let _ = resp.into_body().collect().await;
         }
     });

@@ -476,17 +476,14 @@ impl Daemon {
             vrid: adv.vrid,
             src,
         };
-        let trailer = match (&mut rt.hmac, rt.dests.first()) {
-            (Some(h), Some(&dst)) => h.sign(
-                &ctx,
-                &adv.encode_authenticated(src, dst, &rt.auth),
-                Instant::now(),
-                wall_clock(),
-            ),
-            _ => None,
-        };
+        let mut trailer = None;
         for dst in rt.dests.clone() {
             let mut msg = adv.encode_authenticated(src, dst, &rt.auth);
+            if let Some(h) = &mut rt.hmac {
+                if trailer.is_none() {
+                    trailer = h.sign(&ctx, &msg, Instant::now(), wall_clock());
+                }
+            }
             if let Some(t) = &trailer {
                 msg = with_trailer(msg, t, src, dst);
             }

@@ -88,7 +88,6 @@ impl Daemon {
             return Vec::new();
         };
         let auth = b.auth.clone();
-        let version = crate::binding::params(&b.cfg).version;
         // With auth_hmac, a trailer may follow the message. The IPv4
         // checksum covers the message only, the IPv6 one the whole payload
         // (see `packet::with_trailer`).
@@ -106,7 +105,13 @@ impl Daemon {
             }
         };
         if let Some(h) = self.bindings.get_mut(&i).and_then(|b| b.hmac.as_mut()) {
-            let ctx = Context { version, vrid, src };
+            // The advert's own version: one other than ours is dropped
+            // by the state machine whatever its MAC says.
+            let ctx = Context {
+                version: adv.version,
+                vrid,
+                src,
+            };
             if let Err(d) = h.verify(&ctx, body, trailer, now, wall_clock()) {
                 self.count_drop(i, d);
                 return Vec::new();
