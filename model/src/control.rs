@@ -35,16 +35,24 @@ use crate::api::{ApiError, Event, EventKind, now_millis};
 
 /// Binds `path` (replacing a stale socket left by a dead daemon, refusing
 /// to steal one a live daemon still answers on) and serves `router` until
-/// `shutdown` completes. The socket is removed on the way out.
+/// `shutdown` completes, within [`Limits::CONTROL`](crate::serve::Limits)
+/// (a stuck or hostile local client cannot take every connection). The
+/// socket is removed on the way out.
 pub async fn serve(
     path: &Path,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let listener = bind(path).await?;
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let stats = Arc::default();
+    let result = crate::serve::serve(
+        listener,
+        router,
+        crate::serve::Limits::CONTROL,
+        stats,
+        shutdown,
+    )
+    .await;
     let _ = std::fs::remove_file(path);
     result
 }

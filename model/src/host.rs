@@ -42,7 +42,8 @@ pub struct Host {
 }
 
 impl Host {
-    /// Binds `socket` and serves `router` on it.
+    /// Binds `socket` and serves `router` on it, within
+    /// [`Limits::CONTROL`](crate::serve::Limits).
     pub async fn serve(socket: &Path, router: Router) -> Result<Host, HostError> {
         let listener = bind(socket).await.map_err(|cause| HostError::Socket {
             path: socket.to_path_buf(),
@@ -50,11 +51,16 @@ impl Host {
         })?;
         let (stop_api, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
+            crate::serve::serve(
+                listener,
+                router,
+                crate::serve::Limits::CONTROL,
+                Default::default(),
+                async {
                     let _ = stopped.await;
-                })
-                .await
+                },
+            )
+            .await
         });
         Ok(Host {
             socket: socket.to_path_buf(),

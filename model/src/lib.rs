@@ -18,4 +18,5 @@ pub mod control;
 pub mod exec;
 pub mod host;
 pub mod manpages;
+pub mod serve;
 pub mod sync;

@@ -215,6 +215,11 @@ impl Vrrpd {
         self.proc.as_mut().is_some_and(Proc::alive)
     }
 
+    /// Its process id (0 when not running).
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().map_or(0, Proc::pid)
+    }
+
     /// Waits for it to exit on its own; `None` if it still runs.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         self.proc.as_mut()?.wait_timeout(timeout)

@@ -365,40 +365,31 @@ pub async fn metrics(
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
+    // The web UI's own series and the cluster's change every scrape:
+    // appended, not cached (the daemons' part, the bulk, is).
+    let mut extra = crate::metrics::render_webui(
+        &app.connections.snapshot(),
+        &app.handshakes.snapshot(),
+        &app.passwords.snapshot(),
+    );
     if app.cluster.is_some() {
-        // The cluster's few series change every second: appended, not cached.
-        let mut text = String::from_utf8_lossy(&plain).into_owned();
-        text.push_str(&crate::metrics::render_cluster(
+        extra.push_str(&crate::metrics::render_cluster(
             app.cluster_view().as_deref(),
         ));
-        if !gzip {
-            return ([content_type, vary], text).into_response();
-        }
-        return (
-            [
-                content_type,
-                vary,
-                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-            ],
-            gzip_bytes(text.as_bytes()),
-        )
-            .into_response();
     }
+    let mut text = Vec::with_capacity(plain.len() + extra.len());
+    text.extend_from_slice(&plain);
+    text.extend_from_slice(extra.as_bytes());
     if !gzip {
-        return ([content_type, vary], plain).into_response();
+        return ([content_type, vary], text).into_response();
     }
-    let compressed = app
-        .renders
-        .metrics_gzip
-        .get_or(key(), generations, per_rs, || gzip_bytes(&plain))
-        .await;
     (
         [
             content_type,
             vary,
             (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
         ],
-        compressed,
+        gzip_bytes(&text),
     )
         .into_response()
 }

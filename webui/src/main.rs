@@ -237,20 +237,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "listening on {scheme}://{local}"
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let stats = app.connections.clone();
+    let limits = tandem_model::serve::Limits::WEB;
     match tls {
         Some(t) => {
-            let listener = webui::tls::TlsListener::new(tcp, t)?;
-            let service = router.into_make_service_with_connect_info::<webui::tls::PeerAddr>();
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await?
+            let listener = webui::tls::TlsListener::new(tcp, t, app.handshakes.clone())?;
+            tandem_model::serve::serve(listener, router, limits, stats, shutdown).await?
         }
-        None => {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(tcp, service)
-                .with_graceful_shutdown(shutdown)
-                .await?
-        }
+        None => tandem_model::serve::serve(tcp, router, limits, stats, shutdown).await?,
     }
     Ok(())
 }

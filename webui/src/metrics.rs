@@ -491,6 +491,75 @@ fn seconds(ms: u64) -> String {
     }
 }
 
+/// The web UI's own listener: connections open and refused by reason,
+/// heads that timed out, TLS handshakes refused, password checks and the
+/// logins turned away while too many were being checked.
+pub fn render_webui(
+    conns: &tandem_model::serve::StatsSnapshot,
+    handshakes: &tandem_model::serve::StatsSnapshot,
+    passwords: &crate::auth::GateSnapshot,
+) -> String {
+    let mut o = Out {
+        text: String::with_capacity(2048),
+    };
+    o.family(
+        "tandem_webui_connections_open",
+        "gauge",
+        "Connections the web UI is serving now.",
+    );
+    o.sample("tandem_webui_connections_open", &[], conns.open);
+    o.family(
+        "tandem_webui_connections_accepted_total",
+        "counter",
+        "Connections admitted.",
+    );
+    o.sample(
+        "tandem_webui_connections_accepted_total",
+        &[],
+        conns.accepted,
+    );
+    o.family(
+        "tandem_webui_connections_refused_total",
+        "counter",
+        "Connections closed at once: too many open (full), too many from one address (peer), TLS handshakes likewise.",
+    );
+    for (reason, n) in [
+        ("full", conns.refused_full),
+        ("peer", conns.refused_peer),
+        ("handshake_full", handshakes.refused_full),
+        ("handshake_peer", handshakes.refused_peer),
+    ] {
+        o.sample(
+            "tandem_webui_connections_refused_total",
+            &[("reason", reason)],
+            n,
+        );
+    }
+    o.family(
+        "tandem_webui_header_timeouts_total",
+        "counter",
+        "Connections closed because a request's head did not arrive in time.",
+    );
+    o.sample(
+        "tandem_webui_header_timeouts_total",
+        &[],
+        conns.header_timeouts,
+    );
+    o.family(
+        "tandem_webui_password_checks_total",
+        "counter",
+        "Password checks run (login form and basic auth).",
+    );
+    o.sample("tandem_webui_password_checks_total", &[], passwords.checks);
+    o.family(
+        "tandem_webui_logins_busy_total",
+        "counter",
+        "Logins answered 503 because too many checks were running and waiting.",
+    );
+    o.sample("tandem_webui_logins_busy_total", &[], passwords.refused);
+    o.text
+}
+
 /// The cluster's series, for a director of a synchronised cluster:
 /// `None` when clusterd does not answer.
 pub fn render_cluster(st: Option<&tandem_model::sync::ClusterStatus>) -> String {

@@ -108,8 +108,6 @@ pub struct Renders {
     pub virtual_servers: Memo<Same<HealthdStatus>, (bool, crate::pages::VsFilter)>,
     /// By whether the series per real server are in.
     pub metrics: Memo<MetricsKey, bool>,
-    /// The same, gzip-compressed (Prometheus asks for gzip).
-    pub metrics_gzip: Memo<MetricsKey, bool>,
 }
 
 pub type MetricsKey = (Option<Same<VrrpdStatus>>, Option<Same<HealthdStatus>>);

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tandem_model::config::Role;
 
@@ -46,12 +46,7 @@ pub async fn authenticate(State(app): State<AppState>, req: Request, next: Next)
     let addr = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .or_else(|| {
-            req.extensions()
-                .get::<ConnectInfo<crate::tls::PeerAddr>>()
-                .map(|c| c.0.0.ip())
-        })
+        .map(|c| c.0.ip().to_canonical())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let machine = is_machine_path(req.uri().path());
     let now = app.now();
@@ -128,9 +123,14 @@ async fn basic_login(
     }
     let users = app.settings.read().unwrap().users.clone();
     let (n, p) = (name.to_string(), password.to_string());
-    let found = tokio::task::spawn_blocking(move || auth::check(&users, &n, &p))
-        .await
-        .unwrap_or(None);
+    let found = app.passwords.check(users, n, p).await.map_err(|b| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            b.to_string(),
+        )
+            .into_response()
+    })?;
     let now = app.now();
     match found {
         Some(u) => {

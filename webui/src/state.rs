@@ -67,6 +67,12 @@ pub struct App {
     pub cluster_view: RwLock<Option<Arc<tandem_model::sync::ClusterStatus>>>,
     /// Rates of every director for the cluster page's charts.
     pub samples: Mutex<crate::cluster::charts::Samples>,
+    /// The listener's connections (admitted, refused, timed out).
+    pub connections: Arc<tandem_model::serve::Stats>,
+    /// TLS handshakes in progress, admitted and refused the same way.
+    pub handshakes: Arc<tandem_model::serve::Stats>,
+    /// Password checks at once.
+    pub passwords: &'static crate::auth::PasswordGate,
 }
 
 pub type AppState = Arc<App>;
@@ -98,6 +104,9 @@ impl App {
                 }),
             cluster_view: RwLock::new(None),
             samples: Mutex::new(Default::default()),
+            connections: Arc::default(),
+            handshakes: Arc::default(),
+            passwords: crate::auth::PasswordGate::shared(),
         })
     }
 

@@ -12,12 +12,21 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tandem_model::serve::{Admission, Limits, Peer, Stats};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes at once: a handshake costs a little CPU and memory, and a
+/// finished one moves on to the connection limits.
+pub const HANDSHAKES: Limits = Limits {
+    connections: 128,
+    per_peer: 16,
+    ..Limits::WEB
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -58,28 +67,24 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// A TLS client's address, as `ConnectInfo<PeerAddr>` (axum provides
-/// `ConnectInfo<SocketAddr>` only for its own TCP listener).
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-/// Accepted TLS connections, for `axum::serve`.
+/// Accepted TLS connections, for [`tandem_model::serve::serve`].
 pub struct TlsListener {
     local: SocketAddr,
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+    /// Handshakes in progress are bounded as connections are
+    /// ([`HANDSHAKES`]), counted in `stats`: a client that opens sockets
+    /// and never finishes a handshake holds at most its share, for at
+    /// most [`HANDSHAKE_TIMEOUT`].
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        stats: Arc<Stats>,
+    ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
+        let admission = Admission::new(HANDSHAKES, stats);
         let acceptor = TlsAcceptor::from(config);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -93,9 +98,14 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Some(slot) = admission.admit(peer.peer_ip()) else {
+                    drop(stream);
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;

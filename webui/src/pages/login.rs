@@ -125,9 +125,15 @@ pub async fn login(
     }
     let users = app.settings.read().unwrap().users.clone();
     let (name, password) = (f.name.clone(), f.password.clone());
-    let found = tokio::task::spawn_blocking(move || crate::auth::check(&users, &name, &password))
-        .await
-        .unwrap_or(None);
+    let Ok(found) = app.passwords.check(users, name, password).await else {
+        let mut r = again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many logins at once; try again in a moment.".into(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    };
     let now = app.now();
     let Some(user) = found else {
         app.limiter
