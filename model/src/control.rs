@@ -553,9 +553,15 @@ mod tests {
         let recent: Vec<Event> = client.get("/events/recent?since=1").await.unwrap();
         assert_eq!(recent.len(), 1);
 
+        // A follower still reading the events (as healthd follows vrrpd)
+        // does not hold the stop: its stream never ends by itself.
         stop_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops while a follower reads its events")
+            .unwrap()
+            .unwrap();
         drop(events);
-        server.await.unwrap().unwrap();
         assert!(!sock.exists(), "the socket is removed on shutdown");
     }
 

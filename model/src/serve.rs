@@ -37,6 +37,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// How long an open connection may take to finish its request once the
+/// server is told to stop.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// What one server admits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -202,8 +206,8 @@ impl Drop for Slot {
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown`
-/// completes; then open connections finish their current request and
-/// close. Each request carries `ConnectInfo<L::Addr>`.
+/// completes; then open connections finish their current request (for
+/// at most [`SHUTDOWN_GRACE`]) and close. Each request carries `ConnectInfo<L::Addr>`.
 pub async fn serve<L>(
     mut listener: L,
     router: Router,
@@ -274,10 +278,15 @@ pub async fn connection<I, A>(
     let r = tokio::select! {
         r = conn.as_mut() => r,
         // Shutting down (or the server gone): finish the request in
-        // hand, then close.
+        // hand, then close; but an answer that streams (the events) never
+        // finishes, and a client that reads slowly must not hold the
+        // daemon's exit, so not for longer than SHUTDOWN_GRACE.
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+            match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
         }
     };
     if let Err(e) = r

@@ -544,6 +544,11 @@ impl Healthd {
             p.signal(sig);
         }
     }
+
+    /// Its process id (0 when not running).
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().map_or(0, Proc::pid)
+    }
 }
 
 /// A test real server (`tandem-testserver`) in a lab host: its behaviour
