@@ -2,7 +2,8 @@
 //! seeded schedule kills directors, cuts links, partitions the pair,
 //! flaps real servers, stops vrrpd, drains and kills healthd, reloads a
 //! broken configuration and storms SIGHUP. After each fault has healed,
-//! the invariants: one master and one VIP holder, both IPVS tables full,
+//! the invariants: lb1 (the higher priority, preempting) master and the
+//! only VIP holder, lb2 backup, both IPVS tables full,
 //! the drains and the running configuration kept, no VIP on a director
 //! whose vrrpd stopped; and over the whole run, requests fail only inside
 //! fault windows and each long-lived daemon's memory stays flat.
@@ -173,13 +174,16 @@ fn soak(seed: u64, steps: usize) {
             let holders: Vec<usize> = (0..2)
                 .filter(|&i| has_addr(&net.lab, &net.directors[i], "eth0", VIP))
                 .collect();
-            if holders.len() != 1 {
-                return Err(format!("VIP holders {holders:?}"));
+            // lb1 has the higher priority and preempts (after
+            // preempt_delay) whenever it is back: settled means it holds
+            // the VIP again, not just that someone does (lb2 holding it is
+            // a state on the way).
+            if holders != [0] {
+                return Err(format!("VIP holders {holders:?}, want lb1 alone"));
             }
-            let h = holders[0];
-            let (sh, so) = (d[h].vrrpd.state("web"), d[1 - h].vrrpd.state("web"));
-            if (sh, so) != (Master, Backup) {
-                return Err(format!("holder lb{} is {sh}, the other {so}", h + 1));
+            let (s1, s2) = (d[0].vrrpd.state("web"), d[1].vrrpd.state("web"));
+            if (s1, s2) != (Master, Backup) {
+                return Err(format!("lb1 is {s1}, lb2 {s2}"));
             }
             for (i, t) in d.iter().enumerate() {
                 let st = t.healthd.status();

@@ -33,7 +33,12 @@ fn http(host: &Host, request: String) -> (u16, String) {
 fn read_answer(s: &mut impl Read) -> (u16, String) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
+    answer(&out)
+}
+
+/// The status of an HTTP answer (0 when there is none) and its text.
+fn answer(bytes: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(bytes).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
@@ -63,13 +68,7 @@ fn oversized<S: Read, W: Write + Send + 'static>(
     });
     let mut out = vec![0u8; 4096];
     let n = s.read(&mut out).unwrap_or(0);
-    let text = String::from_utf8_lossy(&out[..n]).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    answer(&out[..n])
 }
 
 fn get(path: &str, auth: Option<&str>) -> String {
