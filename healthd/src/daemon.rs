@@ -15,7 +15,7 @@ use tandem_model::api::{
     ApiError, DaemonInfo, DataplaneStatus, EventKind, HealthdStatus, ReloadResult, now_millis,
 };
 use tandem_model::config::{self, Config, ConfigError};
-use tandem_model::control::{CommandError, EventLog};
+use tandem_model::control::{CommandError, EventLog, Reloads};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -64,7 +64,11 @@ pub enum Input {
     VrrpState(Option<tandem_model::api::VrrpState>),
     Command(Command),
     Signal(Signal),
+    /// A reload's parse, done off the loop.
+    Parsed(Box<Result<Config, ConfigError>>),
 }
+
+type ReloadReply = oneshot::Sender<Result<ReloadResult, ApiError>>;
 
 /// Starts the thread that owns the netlink socket. It connects lazily
 /// and again after an error, so a kernel without IPVS is reported, not
@@ -205,6 +209,7 @@ pub struct Daemon {
     /// vrrpd's state of the instance connection sync follows.
     vrrp_state: Option<tandem_model::api::VrrpState>,
     vrrp_task: Option<tokio::task::JoinHandle<()>>,
+    reloads: Reloads<ReloadReply>,
 }
 
 /// The longest healthd goes without comparing the table with the kernel's,
@@ -332,6 +337,7 @@ impl Daemon {
             not_run: (0, Arc::from("")),
             vrrp_state: None,
             vrrp_task: None,
+            reloads: Reloads::new(),
         })
     }
 
@@ -471,6 +477,7 @@ impl Daemon {
                         let (tx, _) = oneshot::channel();
                         self.command(Command::Reload(tx));
                     }
+                    Input::Parsed(parsed) => self.parsed(*parsed),
                     Input::Signal(Signal::Terminate) => stop = true,
                 }
             }
@@ -609,7 +616,9 @@ impl Daemon {
                 let _ = reply.send(self.drain(&virtual_server, &real_server, on));
             }
             Command::Reload(reply) => {
-                let _ = reply.send(self.reload());
+                if self.reloads.request(reply) {
+                    self.parse();
+                }
             }
         }
     }
@@ -640,8 +649,30 @@ impl Daemon {
         Ok(())
     }
 
-    fn reload(&mut self) -> Result<ReloadResult, ApiError> {
-        let new = match config::load(&self.opts.config) {
+    /// Parses the file on a blocking thread; the result comes back as
+    /// [`Input::Parsed`].
+    fn parse(&self) {
+        let path = self.opts.config.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let parsed = config::load(&path);
+            let _ = tx.blocking_send(Input::Parsed(Box::new(parsed)));
+        });
+    }
+
+    fn parsed(&mut self, parsed: Result<Config, ConfigError>) {
+        let result = self.reload(parsed);
+        let (answered, again) = self.reloads.finished();
+        for reply in answered {
+            let _ = reply.send(result.clone());
+        }
+        if again {
+            self.parse();
+        }
+    }
+
+    fn reload(&mut self, parsed: Result<Config, ConfigError>) -> Result<ReloadResult, ApiError> {
+        let new = match parsed {
             Ok(c) => c,
             Err(e) => {
                 let refused = tandem_model::control::refused_reload(&self.opts.config, &e);

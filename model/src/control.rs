@@ -81,6 +81,61 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Reload requests and the one parse of the file in flight, for a daemon
+/// that parses its file on a blocking thread: a 3 MB file takes a tenth
+/// of a second on a fast CPU and seconds on a slow one, and the loop's
+/// timers must keep time meanwhile (adverts held that long let the backup
+/// take over; checks held that long read late results as timeouts). A
+/// request that arrives during a parse waits for the next one, which
+/// starts when this one ends: the file may have changed after the parse
+/// in flight read it. A storm of requests so costs two parses.
+pub struct Reloads<R> {
+    /// Waiting for the parse in flight; None when none is.
+    parsing: Option<Vec<R>>,
+    /// Arrived during it.
+    next: Vec<R>,
+}
+
+impl<R> Reloads<R> {
+    pub fn new() -> Reloads<R> {
+        Reloads {
+            parsing: None,
+            next: Vec::new(),
+        }
+    }
+
+    /// A request: true when a parse must start now.
+    pub fn request(&mut self, reply: R) -> bool {
+        match &mut self.parsing {
+            Some(_) => {
+                self.next.push(reply);
+                false
+            }
+            None => {
+                self.parsing = Some(vec![reply]);
+                true
+            }
+        }
+    }
+
+    /// The parse in flight ended: the requests it answers, and whether
+    /// another must start for those that came meanwhile.
+    pub fn finished(&mut self) -> (Vec<R>, bool) {
+        let done = self.parsing.take().unwrap_or_default();
+        let again = !self.next.is_empty();
+        if again {
+            self.parsing = Some(std::mem::take(&mut self.next));
+        }
+        (done, again)
+    }
+}
+
+impl<R> Default for Reloads<R> {
+    fn default() -> Reloads<R> {
+        Reloads::new()
+    }
+}
+
 /// Why a daemon refused a command; each kind chooses its HTTP status, so
 /// a caller (the web UI, a script) can tell a typo from a failure.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -494,6 +549,29 @@ pub async fn reload_and_report(c: &Client) -> Result<bool, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reloads_asked_during_a_parse_wait_for_one_more_parse() {
+        let mut r = Reloads::new();
+        assert!(r.request(1), "the first request starts a parse");
+        // A storm while the file is parsed.
+        for n in 2..=20 {
+            assert!(!r.request(n));
+        }
+        let (answered, again) = r.finished();
+        assert_eq!(answered, [1]);
+        assert!(again, "those that came meanwhile need a parse of their own");
+        // One more during the second parse: it read the file too early.
+        assert!(!r.request(21));
+        let (answered, again) = r.finished();
+        assert_eq!(answered, (2..=20).collect::<Vec<_>>());
+        assert!(again);
+        let (answered, again) = r.finished();
+        assert_eq!(answered, [21]);
+        assert!(!again, "nothing left");
+        assert!(r.request(22), "idle again: a request starts a parse");
+    }
+
     use crate::api::EventKind;
 
     fn router(log: &EventLog) -> Router {

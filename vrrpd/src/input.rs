@@ -70,7 +70,11 @@ pub enum Input {
     },
     Command(Command),
     Signal(Signal),
+    /// A reload's parse, done off the loop ([`tandem_model::control::Reloads`]).
+    Parsed(Box<Result<tandem_model::config::Config, tandem_model::config::ConfigError>>),
 }
+
+pub type ReloadReply = oneshot::Sender<Result<ReloadResult, ApiError>>;
 
 /// A VRRP socket is per interface and family.
 pub type PortKey = (String, bool);

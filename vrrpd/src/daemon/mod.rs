@@ -71,6 +71,8 @@ pub struct Daemon {
     pub(crate) tx: mpsc::Sender<Input>,
     pub(crate) unclaimed_drops: BTreeMap<String, u64>,
     pub(crate) shutting_down: Option<Instant>,
+    /// Reload requests, and the parse in flight.
+    pub(crate) reloads: tandem_model::control::Reloads<crate::input::ReloadReply>,
     /// Virtual-MAC macvlans this daemon created (name -> index).
     pub(crate) vmacs: HashMap<String, u32>,
     /// Sysctls changed, with the values to restore.
@@ -146,6 +148,7 @@ impl Daemon {
             tx,
             unclaimed_drops: BTreeMap::new(),
             shutting_down: None,
+            reloads: Default::default(),
             vmacs: HashMap::new(),
             sysctls: BTreeMap::new(),
             placed: BTreeSet::new(),
@@ -341,6 +344,17 @@ impl Daemon {
                 self.on_command(Command::Reload(tx), now).await
             }
             Input::Signal(Signal::Terminate) => self.shutdown(now),
+            Input::Parsed(parsed) => {
+                let (result, outs) = self.reload(now, *parsed).await;
+                let (answered, again) = self.reloads.finished();
+                for reply in answered {
+                    let _ = reply.send(result.clone());
+                }
+                if again {
+                    self.parse();
+                }
+                outs
+            }
         }
     }
 
@@ -514,9 +528,10 @@ impl Daemon {
                 Vec::new()
             }
             Command::Reload(reply) => {
-                let (result, outs) = self.reload(now).await;
-                let _ = reply.send(result);
-                outs
+                if self.reloads.request(reply) {
+                    self.parse();
+                }
+                Vec::new()
             }
             Command::Maintenance {
                 instance,

@@ -5,26 +5,38 @@
 use std::time::Instant;
 
 use tandem_model::api::{ApiError, EventKind, ReloadResult, now_millis};
-use tandem_model::config::{self, ConfigError};
+use tandem_model::config::{self, Config, ConfigError};
 use tracing::{info, warn};
 
 use super::addresses::Keep;
 use super::{Daemon, groups};
 use crate::auth::{self, Auth};
 use crate::binding::{self, Binding, params, trackers};
-use crate::input::PortKey;
+use crate::input::{Input, PortKey};
 use crate::node::{InstanceId, Out};
 use crate::reload::{self, Change};
 
 impl Daemon {
+    /// Parses the file on a blocking thread (the loop keeps sending
+    /// adverts meanwhile); the result comes back as `Input::Parsed`.
+    pub(super) fn parse(&self) {
+        let path = self.opts.config.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let parsed = config::load(&path);
+            let _ = tx.blocking_send(Input::Parsed(Box::new(parsed)));
+        });
+    }
+
     /// Carries out [`reload::plan`]: an unchanged instance is not touched
     /// (no flap); a changed one is reconfigured in place when it stays the
     /// same virtual router, replaced otherwise.
     pub(super) async fn reload(
         &mut self,
         now: Instant,
+        parsed: Result<Config, ConfigError>,
     ) -> (Result<ReloadResult, ApiError>, Vec<Out>) {
-        let new = match config::load(&self.opts.config) {
+        let new = match parsed {
             Ok(c) => c,
             Err(e) => return (Err(self.refuse_reload(e)), Vec::new()),
         };
