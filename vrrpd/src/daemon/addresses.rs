@@ -16,6 +16,7 @@ use super::Daemon;
 use crate::binding::{Binding, managed_vips, masters_vips, vmac_name};
 use crate::input::DaemonError;
 use crate::netlink::{Netlink, NetlinkError, virtual_mac};
+use crate::node::InstanceId;
 use crate::vip::{self, Addresses, Have, Op, Vip};
 
 /// How soon address operations that failed are tried again.
@@ -41,6 +42,46 @@ fn owner<'a>(bindings: impl Iterator<Item = &'a Binding>, v: &Vip) -> Option<&'a
 }
 
 impl Daemon {
+    /// A takeover's fast path: instance `id`'s VIPs added at once, one
+    /// request each, on interfaces whose index the link watcher already
+    /// knows, without first reading what the interfaces hold (the full
+    /// sync reads the link and its addresses first: three round trips
+    /// per interface, each slow on a busy director, all before the
+    /// advert and the gratuitous ARPs, while clients still send to the
+    /// dead master). The full sync follows right after the advert and
+    /// the announcements are out (`vip_retry`, due now), and does
+    /// whatever this skipped: an address owner's addresses, an interface
+    /// not yet seen, a failed add.
+    pub(crate) async fn add_vips_now(&mut self, id: InstanceId) {
+        let Some(b) = self.bindings.get(&id) else {
+            return;
+        };
+        if !b.cfg.address_owner {
+            let name = b.cfg.name.clone();
+            let vips: Vec<Vip> = b
+                .vips
+                .iter()
+                .filter(|v| !self.placed.contains(*v))
+                .cloned()
+                .collect();
+            for v in vips {
+                let Some(index) = self.links.get(&v.ifname).map(|l| l.index) else {
+                    continue;
+                };
+                // An address already there answers EEXIST, taken as done.
+                let added = self
+                    .nl
+                    .add_address(index, v.addr, v.prefix_len, v.label.as_deref())
+                    .await;
+                if added.is_ok() {
+                    info!(instance = %name, "{}", Op::Add(v.clone()));
+                    self.placed.insert(v);
+                }
+            }
+        }
+        self.vip_retry = Some(Instant::now());
+    }
+
     /// Makes the interfaces hold what `keep` says, and nothing else vrrpd
     /// manages.
     pub(crate) async fn sync_vips(&mut self, keep: Keep) {

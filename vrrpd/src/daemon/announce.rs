@@ -79,18 +79,26 @@ impl Daemon {
         rt.counters.announcements_sent += (count * jobs.len()) as u64;
         let interval = rt.cfg.announce_interval;
         let name = rt.cfg.name.clone();
-        tokio::spawn(async move {
-            for round in 0..count {
-                if round > 0 && !interval.is_zero() {
-                    tokio::time::sleep(interval).await;
-                }
-                for job in &jobs {
-                    if let Err(e) = job.send() {
-                        warn!(instance = %name, "announcing: {e}");
-                    }
+        // The first round now, before anything else the loop has to do:
+        // until it arrives, clients send to the old master.
+        let send_round = move |jobs: &[AnnounceJob]| {
+            for job in jobs {
+                if let Err(e) = job.send() {
+                    warn!(instance = %name, "announcing: {e}");
                 }
             }
-        });
+        };
+        send_round(&jobs);
+        if count > 1 {
+            tokio::spawn(async move {
+                for _ in 1..count {
+                    if !interval.is_zero() {
+                        tokio::time::sleep(interval).await;
+                    }
+                    send_round(&jobs);
+                }
+            });
+        }
     }
 }
 
