@@ -1,16 +1,18 @@
 //! The chaos soak, in the test VM: a pair under steady HTTP load while a
 //! seeded schedule kills directors, cuts links, partitions the pair,
 //! flaps real servers, stops vrrpd, drains and kills healthd, reloads a
-//! broken configuration and storms SIGHUP. After each fault has healed,
-//! the invariants: lb1 (the higher priority, preempting) master and the
-//! only VIP holder, lb2 backup, both IPVS tables full,
+//! broken configuration and storms SIGHUP, changes a weight on both
+//! directors. From one Master_Down_Interval after a cut or a partition
+//! heals, never two masters. After each fault has healed, the
+//! invariants: lb1 (the higher priority, preempting) master and the only
+//! VIP holder, lb2 backup, both IPVS tables full at the file's weights,
 //! the drains and the running configuration kept, no VIP on a director
 //! whose vrrpd stopped; and over the whole run, requests fail only inside
 //! fault windows and each long-lived daemon's memory stays flat.
 //!
 //! `TANDEM_CHAOS_SEED` replays a schedule (every run prints its seed);
 //! `TANDEM_CHAOS_STEPS` sets its length (CI runs 10: every kind of fault
-//! once, then three drawn).
+//! once, then two drawn).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,6 +71,9 @@ enum Fault {
     /// A broken file and SIGHUP to both daemons; then the good file back
     /// and a storm of SIGHUPs.
     BadReloadThenStorm(usize),
+    /// A valid change on both directors, as an operator makes one: rs1's
+    /// weight in the HTTP service, then SIGHUP to every daemon.
+    ChangeWeight(u32),
 }
 
 /// The schedule: every kind of fault once, in a seeded order, then
@@ -86,7 +91,7 @@ fn schedule(rng: &mut Rng, steps: usize) -> Vec<Fault> {
         .collect()
 }
 
-const KINDS: u64 = 7;
+const KINDS: u64 = 8;
 
 fn fault(kind: u64, rng: &mut Rng) -> Fault {
     let d = rng.below(2) as usize;
@@ -97,8 +102,62 @@ fn fault(kind: u64, rng: &mut Rng) -> Fault {
         3 => Fault::FlapServer(rng.below(3) as usize),
         4 => Fault::StopVrrpd(d),
         5 => Fault::DrainThenKillHealthd(d),
-        _ => Fault::BadReloadThenStorm(d),
+        6 => Fault::BadReloadThenStorm(d),
+        _ => Fault::ChangeWeight(2 + rng.below(8) as u32),
     }
+}
+
+/// The HTTP service's first real server, whose weight
+/// [`Fault::ChangeWeight`] moves.
+const WEIGHTED: &str = "10.90.0.11:80";
+
+/// `file` with [`WEIGHTED`]'s weight set to `w` (`e2e::config` leaves it
+/// at the default, 1).
+fn with_weight(file: &str, w: u32) -> String {
+    let at = format!("address = \"{WEIGHTED}\"\n");
+    assert!(file.contains(&at), "no {WEIGHTED} in the file");
+    file.replacen(&at, &format!("{at}weight = {w}\n"), 1)
+}
+
+/// [`WEIGHTED`]'s weight in director `i`'s kernel table (`ipvsadm -Ln`:
+/// `-> ADDRESS FORWARD WEIGHT ACTIVE INACTIVE`).
+fn kernel_weight(net: &e2e::Net, i: usize) -> Option<u32> {
+    e2e::ipvsadm(net, i, &["-Ln"]).lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 4 && f[0] == "->" && f[1] == WEIGHTED)
+            .then(|| f[3].parse().ok())
+            .flatten()
+    })
+}
+
+/// Master_Down_Interval of the pair's backup (RFC 5798 6.1: three
+/// adverts and the skew of priority 100, at 200 ms adverts), the longer
+/// of the two directors'.
+const MDI: Duration = Duration::from_millis(600 + (256 - 100) * 200 / 256);
+
+/// After a heal both directors may be master a moment: RFC 5798 6.4.3
+/// ends it at the first advert the lower priority hears. From one
+/// Master_Down_Interval after `healed` on, for 1.5 s (before a returning
+/// lb1's preempt_delay of 3 s can end), they never both say master. A
+/// sample is timed when it is asked for, so an answer given later still
+/// counts from the earlier instant.
+fn one_master_after(d: &[TandemDirector; 2], healed: Instant) -> Result<usize, String> {
+    let from = healed + MDI;
+    std::thread::sleep(from.saturating_duration_since(Instant::now()));
+    let mut samples = 0;
+    while Instant::now() < from + Duration::from_millis(1500) {
+        let asked = Instant::now();
+        let (s1, s2) = (d[0].vrrpd.state("web"), d[1].vrrpd.state("web"));
+        if (s1, s2) == (Master, Master) {
+            return Err(format!(
+                "both directors master {:?} after the heal, past its Master_Down_Interval ({MDI:?})",
+                asked - healed
+            ));
+        }
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(samples)
 }
 
 /// Resident set of `pid` in KiB (0 when gone).
@@ -150,7 +209,7 @@ fn soak(seed: u64, steps: usize) {
         TandemDirector::start(&net, 0, &good[0]),
         TandemDirector::start(&net, 1, &good[1]),
     ];
-    let files: Vec<(String, String)> = d
+    let mut files: Vec<(String, String)> = d
         .iter()
         .map(|t| {
             (
@@ -159,6 +218,8 @@ fn soak(seed: u64, steps: usize) {
             )
         })
         .collect();
+    // As the directors started; a weight change is made on these.
+    let base = files.clone();
     let load = Load::start(&net, Duration::from_millis(50), Duration::from_secs(1));
 
     // Fault windows: (start, end) in epoch seconds; a failure outside
@@ -169,42 +230,56 @@ fn soak(seed: u64, steps: usize) {
     let mut drained: Option<(usize, String)> = None;
 
     // The settled state every step must come back to.
-    let settled =
-        |d: &[TandemDirector; 2], drained: &Option<(usize, String)>| -> Result<(), String> {
-            let holders: Vec<usize> = (0..2)
-                .filter(|&i| has_addr(&net.lab, &net.directors[i], "eth0", VIP))
-                .collect();
-            // lb1 has the higher priority and preempts (after
-            // preempt_delay) whenever it is back: settled means it holds
-            // the VIP again, not just that someone does (lb2 holding it is
-            // a state on the way).
-            if holders != [0] {
-                return Err(format!("VIP holders {holders:?}, want lb1 alone"));
-            }
-            let (s1, s2) = (d[0].vrrpd.state("web"), d[1].vrrpd.state("web"));
-            if (s1, s2) != (Master, Backup) {
-                return Err(format!("lb1 is {s1}, lb2 {s2}"));
-            }
-            for (i, t) in d.iter().enumerate() {
-                let st = t.healthd.status();
-                for v in &st.virtual_servers {
-                    let want = match drained {
-                        Some((j, vs)) if *j == i && *vs == v.name => 2,
-                        _ => 3,
-                    };
-                    if v.up != want {
-                        return Err(format!("lb{} {}: {} up, want {want}", i + 1, v.name, v.up));
-                    }
-                }
-                let table = e2e::ipvs_real_servers(&net, i);
-                if table != [3, 3] {
-                    return Err(format!("lb{} IPVS table {table:?}", i + 1));
+    let mut weight = 1;
+    let settled = |d: &[TandemDirector; 2],
+                   drained: &Option<(usize, String)>,
+                   weight: u32|
+     -> Result<(), String> {
+        let holders: Vec<usize> = (0..2)
+            .filter(|&i| has_addr(&net.lab, &net.directors[i], "eth0", VIP))
+            .collect();
+        // lb1 has the higher priority and preempts (after
+        // preempt_delay) whenever it is back: settled means it holds
+        // the VIP again, not just that someone does (lb2 holding it is
+        // a state on the way).
+        if holders != [0] {
+            return Err(format!("VIP holders {holders:?}, want lb1 alone"));
+        }
+        let (s1, s2) = (d[0].vrrpd.state("web"), d[1].vrrpd.state("web"));
+        if (s1, s2) != (Master, Backup) {
+            return Err(format!("lb1 is {s1}, lb2 {s2}"));
+        }
+        for (i, t) in d.iter().enumerate() {
+            let st = t.healthd.status();
+            for v in &st.virtual_servers {
+                let want = match drained {
+                    Some((j, vs)) if *j == i && *vs == v.name => 2,
+                    _ => 3,
+                };
+                if v.up != want {
+                    return Err(format!("lb{} {}: {} up, want {want}", i + 1, v.name, v.up));
                 }
             }
-            Ok(())
-        };
-    wait_until(SETTLE, || settled(&d, &drained).is_ok())
-        .unwrap_or_else(|| panic!("the pair never settled: {:?}", settled(&d, &drained)));
+            let table = e2e::ipvs_real_servers(&net, i);
+            if table != [3, 3] {
+                return Err(format!("lb{} IPVS table {table:?}", i + 1));
+            }
+            let w = kernel_weight(&net, i);
+            if w != Some(weight) {
+                return Err(format!(
+                    "lb{} has {WEIGHTED} at weight {w:?}, the file {weight}",
+                    i + 1
+                ));
+            }
+        }
+        Ok(())
+    };
+    wait_until(SETTLE, || settled(&d, &drained, weight).is_ok()).unwrap_or_else(|| {
+        panic!(
+            "the pair never settled: {:?}",
+            settled(&d, &drained, weight)
+        )
+    });
 
     let run_started = Instant::now();
     let faults = schedule(&mut rng, steps);
@@ -233,6 +308,12 @@ fn soak(seed: u64, steps: usize) {
                 net.lab.cut(&net.directors[i], "eth0");
                 std::thread::sleep(rng.ms(1500, 4000));
                 net.lab.heal(&net.directors[i], "eth0");
+                let n = one_master_after(&d, Instant::now())
+                    .unwrap_or_else(|e| panic!("step {step}: {e}\n{journal}"));
+                let _ = writeln!(
+                    journal,
+                    "         one master from MDI after the heal ({n} samples)"
+                );
             }
             Fault::Partition => {
                 for h in &net.directors {
@@ -242,6 +323,12 @@ fn soak(seed: u64, steps: usize) {
                 for h in &net.directors {
                     net.lab.isolate(h, "eth0", false);
                 }
+                let n = one_master_after(&d, Instant::now())
+                    .unwrap_or_else(|e| panic!("step {step}: {e}\n{journal}"));
+                let _ = writeln!(
+                    journal,
+                    "         one master from MDI after the heal ({n} samples)"
+                );
             }
             Fault::FlapServer(s) => {
                 for _ in 0..1 + rng.below(3) {
@@ -334,11 +421,56 @@ fn soak(seed: u64, steps: usize) {
                     i + 1
                 );
             }
+            Fault::ChangeWeight(w) => {
+                weight = w;
+                let before: Vec<u64> = d
+                    .iter()
+                    .map(|t| t.vrrpd.instance("web").counters.transitions)
+                    .collect();
+                for (i, t) in d.iter().enumerate() {
+                    files[i] = (with_weight(&base[i].0, w), with_weight(&base[i].1, w));
+                    std::fs::write(&t.vrrpd.config, &files[i].0).unwrap();
+                    std::fs::write(&t.healthd.config, &files[i].1).unwrap();
+                    t.vrrpd.signal(libc::SIGHUP);
+                    t.healthd.signal(libc::SIGHUP);
+                }
+                // Within the detection time (a check interval and a
+                // sync), generous under emulation. Asked every 250 ms: an
+                // `ipvsadm` every 10 ms is a storm of processes that takes
+                // the one emulated CPU from the daemons under test.
+                for (i, t) in d.iter().enumerate() {
+                    let got = wait_until(Duration::from_secs(10), || {
+                        let ok = kernel_weight(&net, i) == Some(w);
+                        if !ok {
+                            std::thread::sleep(Duration::from_millis(240));
+                        }
+                        ok
+                    });
+                    assert!(
+                        got.is_some(),
+                        "step {step}: lb{}'s kernel has {WEIGHTED} at weight {:?}, the file {w}\n{}",
+                        i + 1,
+                        kernel_weight(&net, i),
+                        t.healthd.log()
+                    );
+                }
+                let after: Vec<u64> = d
+                    .iter()
+                    .map(|t| t.vrrpd.instance("web").counters.transitions)
+                    .collect();
+                assert_eq!(
+                    after,
+                    before,
+                    "step {step}: a weight change moved a director's VRRP state\n--- lb1 ---\n{}\n--- lb2 ---\n{}",
+                    d[0].vrrpd.log(),
+                    d[1].vrrpd.log()
+                );
+            }
         }
-        let took = wait_until(SETTLE, || settled(&d, &drained).is_ok()).unwrap_or_else(|| {
+        let took = wait_until(SETTLE, || settled(&d, &drained, weight).is_ok()).unwrap_or_else(|| {
             panic!(
                 "step {step} ({fault:?}, seed {seed}): not settled after {SETTLE:?}: {:?}\n{journal}\n--- lb1 ---\n{}\n--- lb2 ---\n{}",
-                settled(&d, &drained),
+                settled(&d, &drained, weight),
                 d[0].vrrpd.log(),
                 d[1].vrrpd.log()
             )
@@ -353,7 +485,7 @@ fn soak(seed: u64, steps: usize) {
         // The quiet stretch: the settled state holds, sampled.
         let quiet_until = Instant::now() + QUIET;
         while Instant::now() < quiet_until {
-            if let Err(e) = settled(&d, &drained) {
+            if let Err(e) = settled(&d, &drained, weight) {
                 panic!("step {step} ({fault:?}, seed {seed}): settled, then {e}\n{journal}");
             }
             std::thread::sleep(Duration::from_millis(500));
