@@ -26,12 +26,18 @@
 //! - whether the long connection survived: it goes on through lb2 thanks
 //!   to the synced IPVS connection entry, and carries 10 more lines;
 //! - for context: when the VIP was seen on lb2 after the cut (polled
-//!   with `ip`, coarse under emulation), and the CPU the four daemons
-//!   (both directors) took under the load before the death.
+//!   with `ip`, coarse under emulation), and the CPU the daemons of both
+//!   directors took under the load before the death, per director,
+//!   process and thread, and summed by part of the work (VRRP; health
+//!   checks with the IPVS work they drive; the rest).
 //!
-//! The real servers are `e2e::start_servers`: tandem's checks close
-//! with a reset, and the plain test servers print a Python traceback for
-//! each, which slows the emulated VM down for tandem's runs only.
+//! The real servers are `e2e::start_servers` (they stay quiet when a
+//! check closes with a reset, as tandem's do).
+//!
+//! `TANDEM_BENCH_CAPTURE=1` also captures the client's interface around
+//! the death and keeps it, the request log and lb2's vrrpd log in
+//! `target/e2e-captures/`: the way to see which packet of a takeover
+//! came late.
 //!
 //! `TANDEM_BENCH_RUNS` (5) runs per implementation, a fresh lab each,
 //! alternating which goes first to spread the machine's noise; the
@@ -41,6 +47,7 @@
 //! Run as root: `sudo cargo bench -p tandem-tests --bench e2e_failover`
 //! (about a minute per pair of runs on a 2-core machine).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -170,30 +177,57 @@ fn wait_ready(net: &Net, lb1: &Director, lb2: &Director) {
 }
 
 /// CPU time (ns) of the directors' daemons (tandem-vrrpd and
-/// tandem-healthd, or keepalived's three processes), every thread
-/// (schedstat, finer than /proc/PID/stat's ticks).
-fn daemons_cpu(net: &Net) -> u64 {
-    let mut total = 0;
+/// tandem-healthd, or keepalived's three processes), per director,
+/// process and thread (schedstat, finer than /proc/PID/stat's ticks):
+/// keys like `lb1 tandem-healthd/ipvs` or `lb2 keepalived-checker`.
+/// keepalived's processes all have one name; its pid files tell which is
+/// which.
+fn daemons_cpu(net: &Net) -> BTreeMap<String, u64> {
+    let mut cpu = BTreeMap::new();
     for d in &net.directors {
         let out = std::process::Command::new("ip")
             .args(["netns", "pids", &d.ns])
             .output()
             .expect("ip netns pids");
+        let pid_file = |name: &str| {
+            std::fs::read_to_string(net.lab.dir().join(format!("keepalived-{}/{name}", d.name)))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let (vrrp, checker) = (pid_file("vrrp.pid"), pid_file("checkers.pid"));
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if !["tandem-vrrpd", "tandem-healthd", "keepalived"].contains(&comm.trim()) {
-                continue;
-            }
+            let process = match comm.trim() {
+                p @ ("tandem-vrrpd" | "tandem-healthd") => p.to_string(),
+                "keepalived" if pid == vrrp => "keepalived-vrrp".to_string(),
+                "keepalived" if pid == checker => "keepalived-checker".to_string(),
+                "keepalived" => "keepalived-parent".to_string(),
+                _ => continue,
+            };
             let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
                 continue;
             };
-            total += tasks
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-                .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                .sum::<u64>();
+            for task in tasks.filter_map(Result::ok) {
+                let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let thread = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                let thread = thread.trim();
+                // The main thread carries the process's name.
+                let key = if process.starts_with("keepalived") || thread == comm.trim() {
+                    format!("{} {process}", d.name)
+                } else {
+                    format!("{} {process}/{thread}", d.name)
+                };
+                *cpu.entry(key).or_insert(0) += ns;
+            }
         }
     }
-    total
+    cpu
 }
 
 /// Whether director `i` has the VIP (a killed master keeps it on its
@@ -225,6 +259,8 @@ struct Sample {
     /// % of the VM's CPU used by both directors' daemons under the load,
     /// before the death.
     cpu: f64,
+    /// The same, per director, process and thread ([`daemons_cpu`]).
+    breakdown: BTreeMap<String, f64>,
     failed: usize,
     outage: Duration,
     vip_moved: Duration,
@@ -239,6 +275,30 @@ fn failover_once(which: Impl, run: usize) -> Sample {
     let mut lb2 = Director::start(which, &net, 1, 100);
     wait_ready(&net, &lb1, &lb2);
 
+    // TANDEM_BENCH_CAPTURE=1: what the client's eth0 sees around the
+    // death, for reading with tshark (`capture-IMPL-RUN.pcap` in the VM
+    // run's directory; the cut's epoch time and every request's start and
+    // outcome in `capture-IMPL-RUN.txt`).
+    let capture = std::env::var_os("TANDEM_BENCH_CAPTURE").map(|_| {
+        let pcap = vm::dir().join(format!("capture-{}-{run}.pcap", which.name()));
+        let mut cmd = net.lab.command(
+            &net.client,
+            &[
+                "dumpcap",
+                "-q",
+                "-i",
+                "eth0",
+                "-s",
+                "160",
+                "-w",
+                pcap.to_str().unwrap(),
+            ],
+        );
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd.spawn().expect("dumpcap (Debian package tshark) runs");
+        (child, pcap)
+    });
     // The long connection first: Python starts slowly under emulation,
     // slower still beside the load.
     let long = LongConnection::open(&net);
@@ -249,7 +309,16 @@ fn failover_once(which: Impl, run: usize) -> Sample {
     let cpu0 = daemons_cpu(&net);
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
-    let cpu = (daemons_cpu(&net) - cpu0) as f64 / 1e9 / window.elapsed().as_secs_f64() * 100.0;
+    let cpu1 = daemons_cpu(&net);
+    let secs = window.elapsed().as_secs_f64();
+    let breakdown: BTreeMap<String, f64> = cpu1
+        .iter()
+        .map(|(k, ns)| {
+            let used = ns.saturating_sub(cpu0.get(k).copied().unwrap_or(0));
+            (k.clone(), used as f64 / 1e9 / secs * 100.0)
+        })
+        .collect();
+    let cpu = breakdown.values().sum();
     let before = load.results();
     assert!(
         before.iter().filter(|r| r.1).count() > 20,
@@ -292,6 +361,21 @@ fn failover_once(which: Impl, run: usize) -> Sample {
         Director::Keepalived(_) => wait_sync_daemon(&net, 1, "master"),
     }
     std::thread::sleep(Duration::from_secs(2));
+    if let Some((mut child, pcap)) = capture {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        let _ = child.wait();
+        let mut log = format!("cut {killed:.6} {t_cut:.6}\n");
+        for r in load.results() {
+            let _ = writeln!(log, "request {:.6} {}", r.0, r.1);
+        }
+        std::fs::write(pcap.with_extension("txt"), log).unwrap();
+        if let Director::Tandem(d) = &lb2 {
+            std::fs::write(pcap.with_extension("vrrpd.log"), d.vrrpd.log()).unwrap();
+        }
+    }
     let results = load.results();
     // The request in flight at the death fails too: count from one
     // request timeout before it (none fails before the death).
@@ -307,6 +391,7 @@ fn failover_once(which: Impl, run: usize) -> Sample {
     lb2.kill9();
     Sample {
         cpu,
+        breakdown,
         failed,
         outage,
         vip_moved,
@@ -330,7 +415,13 @@ fn in_vm(runs: usize) -> ExitCode {
         for which in order {
             let line = match std::panic::catch_unwind(|| failover_once(which, run)) {
                 Ok(s) => format!(
-                    "run {} {run} {:.1} {} {:.0} {:.0} {} {}",
+                    "cpu {} {run} {}\nrun {} {run} {:.1} {} {:.0} {:.0} {} {}",
+                    which.name(),
+                    s.breakdown
+                        .iter()
+                        .map(|(k, v)| format!("{}={v:.2}", k.replace(' ', ":")))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     which.name(),
                     s.cpu,
                     s.failed,
@@ -378,12 +469,37 @@ struct Row {
     long: String,
 }
 
-fn parse(results: &str) -> (Vec<Row>, Vec<String>) {
+/// One run's CPU of one director's process or thread ([`daemons_cpu`]).
+struct Cpu {
+    which: String,
+    run: usize,
+    /// `lb1 tandem-healthd/ipvs`.
+    key: String,
+    pct: f64,
+}
+
+fn parse(results: &str) -> (Vec<Row>, Vec<Cpu>, Vec<String>) {
     let mut rows = Vec::new();
+    let mut cpus = Vec::new();
     let mut errors = Vec::new();
     for line in results.lines() {
         let w: Vec<&str> = line.splitn(9, ' ').collect();
         match w.first() {
+            Some(&"cpu") => {
+                let mut f = line.split(' ');
+                let which = f.nth(1).unwrap_or("?").to_string();
+                let run = f.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+                for kv in f {
+                    if let Some((k, v)) = kv.split_once('=') {
+                        cpus.push(Cpu {
+                            which: which.clone(),
+                            run,
+                            key: k.replace(':', " "),
+                            pct: v.parse().unwrap_or(f64::NAN),
+                        });
+                    }
+                }
+            }
             Some(&"run") if w.len() == 9 => rows.push(Row {
                 which: w[1].to_string(),
                 run: w[2].parse().unwrap_or(0),
@@ -397,7 +513,7 @@ fn parse(results: &str) -> (Vec<Row>, Vec<String>) {
             _ => errors.push(line.to_string()),
         }
     }
-    (rows, errors)
+    (rows, cpus, errors)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -421,7 +537,21 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn report(runs: usize, rows: &[Row], errors: &[String], vm_secs: f64) -> String {
+/// Which part of the work a process or thread (a [`Cpu`] key without
+/// its director) does, to set tandem's daemons beside keepalived's
+/// processes.
+fn part(process: &str) -> &'static str {
+    match process {
+        "tandem-vrrpd" | "keepalived-vrrp" => "VRRP (tandem-vrrpd; keepalived's VRRP process)",
+        "keepalived-parent" => "keepalived's parent process",
+        p if p.starts_with("tandem-healthd/ipvs") => "IPVS programming (healthd's ipvs thread)",
+        _ => {
+            "health checks (healthd's main thread; keepalived's checker process, its IPVS work included)"
+        }
+    }
+}
+
+fn report(runs: usize, rows: &[Row], cpus: &[Cpu], errors: &[String], vm_secs: f64) -> String {
     let mut s = format!(
         "end-to-end failover under load, DR, tandem vs keepalived 2.2.7, one VM run (TCG), {runs} runs each\n\
          adverts {} ms (VRRPv3), checks every {} ms, a request every {} ms (300 ms timeout), connection sync on\n\n",
@@ -472,6 +602,48 @@ fn report(runs: usize, rows: &[Row], errors: &[String], vm_secs: f64) -> String 
         cpu.1,
         ratio(cpu.0, cpu.1),
     );
+    // Where the CPU goes: each process and thread, the median over the
+    // runs (a run where a thread did not exist counts as 0), and the same
+    // summed by part of the work.
+    let mut keys: Vec<(&str, &str)> = cpus
+        .iter()
+        .map(|c| (c.which.as_str(), c.key.as_str()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let runs_of = |which: &str| rows.iter().filter(|r| r.which == which).count().max(1);
+    let med_of = |which: &str, f: &dyn Fn(&Cpu) -> bool| -> f64 {
+        let mut per_run: BTreeMap<usize, f64> = BTreeMap::new();
+        for c in cpus.iter().filter(|c| c.which == which && f(c)) {
+            *per_run.entry(c.run).or_insert(0.0) += c.pct;
+        }
+        let mut v: Vec<f64> = per_run.into_values().collect();
+        v.resize(runs_of(which).max(v.len()), 0.0);
+        median(v)
+    };
+    let _ = writeln!(
+        s,
+        "\nCPU under the load by process and thread (median of the runs, % of the VM's CPU):"
+    );
+    for (which, key) in &keys {
+        let m = med_of(which, &|c: &Cpu| c.key == *key);
+        let _ = writeln!(s, "  {which:<10} {key:<36} {m:>5.2} %");
+    }
+    let _ = write!(
+        s,
+        "\n| CPU by part of the work, both directors (median) | tandem | keepalived | tandem / keepalived |\n|---|---|---|---|\n"
+    );
+    let mut parts: Vec<&str> = keys
+        .iter()
+        .map(|(_, k)| part(k.split_once(' ').map_or(*k, |(_, p)| p)))
+        .collect();
+    parts.sort();
+    parts.dedup();
+    for p in parts {
+        let in_part = |c: &Cpu| part(c.key.split_once(' ').map_or(&c.key, |(_, p)| p)) == p;
+        let (t, k) = (med_of("tandem", &in_part), med_of("keepalived", &in_part));
+        let _ = writeln!(s, "| {p} | {t:.2} % | {k:.2} % | {} |", ratio(t, k));
+    }
     let _ = writeln!(s, "\nVM run: {vm_secs:.0} s");
     s
 }
@@ -496,8 +668,11 @@ fn main() -> ExitCode {
     println!(
         "e2e_failover: {runs} runs each of tandem and keepalived in one VM (a few minutes per pair)"
     );
-    let out = machine
-        .scenario("e2e_failover")
+    let mut scenario = machine.scenario("e2e_failover");
+    if let Ok(v) = std::env::var("TANDEM_BENCH_CAPTURE") {
+        scenario = scenario.env("TANDEM_BENCH_CAPTURE", v);
+    }
+    let out = scenario
         .memory_mib(1536)
         .env("TANDEM_BENCH_RUNS", runs.to_string())
         .timeout(Duration::from_secs(120) + RUN_BUDGET * (2 * runs as u32))
@@ -507,8 +682,21 @@ fn main() -> ExitCode {
         ))
         .run();
     let results = std::fs::read_to_string(out.path(RESULTS)).unwrap_or_default();
-    let (rows, errors) = parse(&results);
-    let text = report(runs, &rows, &errors, out.elapsed.as_secs_f64());
+    // The run's directory goes with `out`: captures are kept beside the
+    // record.
+    let captures = target_dir().join("e2e-captures");
+    for e in std::fs::read_dir(out.path(""))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with("capture-") {
+            std::fs::create_dir_all(&captures).unwrap();
+            std::fs::copy(e.path(), captures.join(e.file_name())).unwrap();
+        }
+    }
+    let (rows, cpus, errors) = parse(&results);
+    let text = report(runs, &rows, &cpus, &errors, out.elapsed.as_secs_f64());
     print!("{text}");
     let record = target_dir().join("e2e-bench.txt");
     std::fs::write(&record, &text).unwrap();
