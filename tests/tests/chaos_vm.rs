@@ -119,6 +119,17 @@ fn with_weight(file: &str, w: u32) -> String {
     file.replacen(&at, &format!("{at}weight = {w}\n"), 1)
 }
 
+/// For `wait_until`: settled, or not yet and asked again in 250 ms. Each
+/// look runs half a dozen `ip` and `ipvsadm` processes per director, and
+/// asked every 10 ms they take the VM's one emulated CPU from the daemons
+/// under test (a storm like that once made lb2 take over during a reload).
+fn settled_yet(r: Result<(), String>) -> bool {
+    if r.is_err() {
+        std::thread::sleep(Duration::from_millis(240));
+    }
+    r.is_ok()
+}
+
 /// [`WEIGHTED`]'s weight in director `i`'s kernel table (`ipvsadm -Ln`:
 /// `-> ADDRESS FORWARD WEIGHT ACTIVE INACTIVE`).
 fn kernel_weight(net: &e2e::Net, i: usize) -> Option<u32> {
@@ -274,7 +285,7 @@ fn soak(seed: u64, steps: usize) {
         }
         Ok(())
     };
-    wait_until(SETTLE, || settled(&d, &drained, weight).is_ok()).unwrap_or_else(|| {
+    wait_until(SETTLE, || settled_yet(settled(&d, &drained, weight))).unwrap_or_else(|| {
         panic!(
             "the pair never settled: {:?}",
             settled(&d, &drained, weight)
@@ -467,7 +478,7 @@ fn soak(seed: u64, steps: usize) {
                 );
             }
         }
-        let took = wait_until(SETTLE, || settled(&d, &drained, weight).is_ok()).unwrap_or_else(|| {
+        let took = wait_until(SETTLE, || settled_yet(settled(&d, &drained, weight))).unwrap_or_else(|| {
             panic!(
                 "step {step} ({fault:?}, seed {seed}): not settled after {SETTLE:?}: {:?}\n{journal}\n--- lb1 ---\n{}\n--- lb2 ---\n{}",
                 settled(&d, &drained, weight),
@@ -501,6 +512,7 @@ fn soak(seed: u64, steps: usize) {
             }
         }
     }
+    let why = load.failures(0.0);
     let results = load.stop();
 
     let outside: Vec<f64> = results
@@ -517,7 +529,11 @@ fn soak(seed: u64, steps: usize) {
     );
     assert!(
         outside.is_empty(),
-        "requests failed outside every fault window (seed {seed}) at {outside:?}\nwindows {windows:?}\n{journal}"
+        "requests failed outside every fault window (seed {seed}) at {outside:?}\nwindows {windows:?}\nfailures {why:?}\n{journal}\n--- lb1 vrrpd ---\n{}\n--- lb2 vrrpd ---\n{}\n--- lb1 healthd ---\n{}\n--- lb2 healthd ---\n{}",
+        d[0].vrrpd.log(),
+        d[1].vrrpd.log(),
+        d[0].healthd.log(),
+        d[1].healthd.log()
     );
     // A daemon seen at five quiet stretches or more kept its size: a
     // leak of a few KiB per fault would show over a long soak, so the
