@@ -521,6 +521,20 @@ fn soak(seed: u64, steps: usize) {
         .map(|r| r.0)
         .collect();
     let failed = results.iter().filter(|r| !r.1).count();
+    // What made a vrrpd late, as it logged it (a wake-up past its
+    // deadline, an input that held its loop): the soak's evidence when a
+    // backup took over without a fault.
+    for (i, t) in d.iter().enumerate() {
+        let log = t.vrrpd.log();
+        let late: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("after a deadline") || l.contains("held the loop"))
+            .collect();
+        eprintln!("lb{} vrrpd was late {} time(s)", i + 1, late.len());
+        for l in late {
+            eprintln!("  {l}");
+        }
+    }
     eprintln!(
         "chaos soak: seed {seed}, {steps} faults in {:.0}s, {} requests, {failed} failed, {} outside a fault window\n{journal}",
         run_started.elapsed().as_secs_f64(),

@@ -292,6 +292,12 @@ fn a_fresh_box_installs_the_package_and_runs_its_hardened_units_until_purged_in_
         let c = caps(&mut b, unit);
         assert!(c.lines().all(|l| l.ends_with(net_admin_raw)), "{unit}: {c}");
     }
+    // vrrpd runs ahead of the checks (the unit's Nice=-10), healthd not.
+    for (unit, nice) in [("tandem-vrrpd", "-10"), ("tandem-healthd", "0")] {
+        let pid = property(&mut b, unit, "MainPID");
+        let got = b.sh_ok(&format!("ps -o ni= -p {pid}"));
+        assert_eq!(got.trim(), nice, "{unit}'s nice value");
+    }
 
     // A configuration dropped in and reloaded: the instance comes up
     // alone (master) with its virtual MAC, which means writing

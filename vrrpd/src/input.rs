@@ -74,6 +74,26 @@ pub enum Input {
     Parsed(Box<Result<tandem_model::config::Config, tandem_model::config::ConfigError>>),
 }
 
+impl Input {
+    /// What it is, for a log line.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Input::Packet { .. } => "an advert",
+            Input::PortError { .. } => "a socket error",
+            Input::Link(_) => "a link event",
+            Input::Script { .. } => "a track script's result",
+            Input::Quorum(_) => "healthd's quorum",
+            Input::File { .. } => "a track file",
+            Input::Command(Command::Status(_)) => "a status request",
+            Input::Command(Command::Reload(_)) => "a reload request",
+            Input::Command(Command::Maintenance { .. }) => "a maintenance request",
+            Input::Signal(Signal::Reload) => "SIGHUP",
+            Input::Signal(Signal::Terminate) => "a stop signal",
+            Input::Parsed(_) => "a reload",
+        }
+    }
+}
+
 pub type ReloadReply = oneshot::Sender<Result<ReloadResult, ApiError>>;
 
 /// A VRRP socket is per interface and family.

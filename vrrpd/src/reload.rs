@@ -81,6 +81,17 @@ impl Plan {
         out
     }
 
+    /// Whether carrying the plan out needs the kernel: sockets, addresses,
+    /// virtual MACs and links belong to instances, so a file that changed
+    /// only elsewhere (real servers, keys, the web UI, sync groups) needs
+    /// none of it. The loop that sends adverts waits for every netlink
+    /// answer a reload asks for: on a busy director a reload that changed
+    /// nothing here held a master's adverts past the backup's
+    /// Master_Down_Interval.
+    pub fn touches_kernel(&self) -> bool {
+        self.steps.iter().any(|s| s.change != Change::Unchanged)
+    }
+
     fn stops(&self, name: &str) -> bool {
         self.stopping().any(|n| n == name)
     }
@@ -193,6 +204,23 @@ mod tests {
             .filter(|s| s.instance == name)
             .map(|s| &s.change)
             .collect()
+    }
+
+    #[test]
+    fn a_file_changed_outside_its_instances_needs_no_kernel_work() {
+        let old = cfg(&inst("web", 51, ""));
+        let mut new = cfg(&inst("web", 51, ""));
+        new.vrrp_sync_groups.clear();
+        assert!(!plan(&old, &new).touches_kernel());
+        let weights = cfg(&(inst("web", 51, "")
+            + "[[virtual_server]]\nname = \"http\"\naddress = \"192.0.2.51:80\"\n\n\
+               [[virtual_server.real_server]]\naddress = \"10.0.0.1:80\"\nweight = 8\n"));
+        assert!(!plan(&old, &weights).touches_kernel());
+        let priority = cfg(&inst("web", 51, "").replace("priority = 150", "priority = 120"));
+        assert!(plan(&old, &priority).touches_kernel());
+        let added = cfg(&(inst("web", 51, "") + &inst("db", 52, "")));
+        assert!(plan(&old, &added).touches_kernel());
+        assert!(plan(&added, &old).touches_kernel());
     }
 
     #[test]

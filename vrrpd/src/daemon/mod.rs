@@ -51,6 +51,10 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// At most this many queued inputs are taken before a deadline that has
 /// passed (see [`Daemon::run`]).
 const BEFORE_DEADLINE: usize = 64;
+/// An input that keeps the loop this long, or a wake-up this late, is
+/// logged: a master's adverts and a backup's Master_Down timer waited
+/// that long, and the log should say what made them wait.
+const SLOW: Duration = Duration::from_millis(200);
 
 pub struct Daemon {
     pub(crate) opts: Options,
@@ -247,9 +251,12 @@ impl Daemon {
             };
             if let Some(input) = woke {
                 let now = Instant::now();
-                let outs = self.handle(input, now).await;
-                self.execute(outs, now).await;
+                self.handle_timed(input, now).await;
                 continue;
+            }
+            let late = Instant::now().saturating_duration_since(deadline);
+            if late >= SLOW {
+                warn!("woke {late:?} after a deadline: this process was not run in time");
             }
             // A deadline passed. If this loop was held up (a slow netlink
             // request, a busy machine), adverts that arrived before the
@@ -261,13 +268,15 @@ impl Daemon {
             tokio::task::yield_now().await;
             for _ in 0..rx.len().min(BEFORE_DEADLINE) {
                 let Ok(input) = rx.try_recv() else { break };
-                let now = Instant::now();
-                let outs = self.handle(input, now).await;
-                self.execute(outs, now).await;
+                self.handle_timed(input, Instant::now()).await;
             }
             let now = Instant::now();
             let outs = self.node.on_timer(now);
             self.execute(outs, now).await;
+            let took = now.elapsed();
+            if took >= SLOW {
+                warn!("a timer's work held the loop for {took:?}");
+            }
             if self.vmac_retry.is_some_and(|t| t <= now) {
                 self.vmac_retry = None;
                 self.sync_vmacs().await;
@@ -310,6 +319,17 @@ impl Daemon {
         }
         self.events.publish(EventKind::DaemonStopping);
         info!("stopped");
+    }
+
+    /// [`Self::handle`] and its outputs, logged when they held the loop.
+    async fn handle_timed(&mut self, input: Input, now: Instant) {
+        let what = input.what();
+        let outs = self.handle(input, now).await;
+        self.execute(outs, now).await;
+        let took = now.elapsed();
+        if took >= SLOW {
+            warn!("{what} held the loop for {took:?}: adverts and timers waited");
+        }
     }
 
     async fn handle(&mut self, input: Input, now: Instant) -> Vec<Out> {

@@ -109,27 +109,31 @@ impl Daemon {
         }
         self.config = new;
         self.node.set_groups(&groups(&self.config));
-        // Sockets, links and trackers for what is new.
-        for name in self.interfaces() {
-            outs.extend(self.refresh_link(&name, now).await);
-        }
-        let open: Vec<PortKey> = self.ports.keys().cloned().collect();
-        for key in open {
-            if !self.bindings.values().any(|b| b.uses(&key)) {
-                if let Some(p) = self.ports.remove(&key) {
-                    p.close();
+        if plan.touches_kernel() {
+            // Sockets, links and trackers for what is new.
+            for name in self.interfaces() {
+                outs.extend(self.refresh_link(&name, now).await);
+            }
+            let open: Vec<PortKey> = self.ports.keys().cloned().collect();
+            for key in open {
+                if !self.bindings.values().any(|b| b.uses(&key)) {
+                    if let Some(p) = self.ports.remove(&key) {
+                        p.close();
+                    }
                 }
             }
+            self.refilter_ports();
+            // Also when no instance on an interface wants one any more:
+            // the macvlans a removed or changed instance used go.
+            self.sync_vmacs().await;
         }
-        self.refilter_ports();
-        // Also when no instance on an interface wants one any more: the
-        // macvlans a removed or changed instance used go.
-        self.sync_vmacs().await;
         self.start_trackers();
         outs.extend(self.node.start(now, &started));
-        // A master whose list changed: the new addresses first, then the
-        // dropped ones go; the rest stay as they are.
-        self.sync_vips(Keep::Masters).await;
+        if plan.touches_kernel() {
+            // A master whose list changed: the new addresses first, then
+            // the dropped ones go; the rest stay as they are.
+            self.sync_vips(Keep::Masters).await;
+        }
 
         self.info.config_loaded_at = now_millis();
         self.info.node = self.config.node_name();
