@@ -62,8 +62,12 @@ fn keepalived_holds(net: &Net) -> bool {
 
 /// tandem master, keepalived backup; tandem dies; keepalived serves.
 fn tandem_master_keepalived_backup(test: &str, m: Mode) {
+    tandem_master_keepalived_backup_with(test, m, &tandem_cfg(150, m));
+}
+
+fn tandem_master_keepalived_backup_with(test: &str, m: Mode, ours: &str) {
     let Some(net) = net(test, 2) else { return };
-    let mut ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_cfg(150, m));
+    let mut ours = Vrrpd::start(&net.lab, &net.directors[0], ours);
     let mut theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_cfg(100, m));
     ours.wait_state("web", Master, T);
     // keepalived hears us and stays backup.
@@ -90,11 +94,15 @@ fn tandem_master_keepalived_backup(test: &str, m: Mode) {
 
 /// keepalived master, tandem backup; keepalived dies; tandem serves.
 fn keepalived_master_tandem_backup(test: &str, m: Mode) {
+    keepalived_master_tandem_backup_with(test, m, &tandem_cfg(100, m));
+}
+
+fn keepalived_master_tandem_backup_with(test: &str, m: Mode, ours: &str) {
     let Some(net) = net(test, 2) else { return };
     let mut theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_cfg(150, m));
     wait_until(T, || keepalived_holds(&net))
         .unwrap_or_else(|| panic!("keepalived did not become master:\n{}", theirs.log()));
-    let ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_cfg(100, m));
+    let ours = Vrrpd::start(&net.lab, &net.directors[0], ours);
     ours.wait_state("web", Backup, T);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(ours.state("web"), Backup, "{}", ours.log());
@@ -170,6 +178,40 @@ fn keepalived_backs_up_tandem_over_vrrpv2_with_a_password() {
 #[test]
 fn tandem_backs_up_keepalived_over_vrrpv2_with_a_password() {
     keepalived_master_tandem_backup("ka_v2pass_master", V2_PASS);
+}
+
+/// keepalived's own file, as `tandem import keepalived` converts it (the
+/// harness names the node, so the imported `[node]` goes).
+fn imported(keepalived_conf: &str) -> String {
+    let files =
+        tandem_import::Memory::default().with("/etc/keepalived/keepalived.conf", keepalived_conf);
+    let opts = tandem_import::Options {
+        config_id: "lb".into(),
+        instance: String::new(),
+    };
+    let i = tandem_import::keepalived(
+        &files,
+        std::path::Path::new("/etc/keepalived/keepalived.conf"),
+        &opts,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let toml = i.toml.replace("[node]\nname = \"web\"\n", "");
+    assert!(toml.contains("auth_pass = \"s3cret\""), "{toml}");
+    toml
+}
+
+#[test]
+fn tandem_with_keepalived_s_file_imported_backs_it_up_and_is_backed_up() {
+    keepalived_master_tandem_backup_with(
+        "ka_imported_master",
+        V2_PASS,
+        &imported(&keepalived_cfg(100, V2_PASS)),
+    );
+    tandem_master_keepalived_backup_with(
+        "ka_imported_backup",
+        V2_PASS,
+        &imported(&keepalived_cfg(150, V2_PASS)),
+    );
 }
 
 /// Another password on each side: neither accepts the other's adverts, so

@@ -26,6 +26,7 @@ use tandem_model::sync::{
 ///   tandem cluster init                  # on the first director
 ///   tandem cluster invite lb2 --out lb2.bundle
 ///   tandem cluster join lb2.bundle       # on lb2
+///   tandem import keepalived /etc/keepalived/keepalived.conf --node lb1 -o tandem.toml
 #[derive(Parser)]
 #[command(name = "tandem", version, verbatim_doc_comment)]
 struct Args {
@@ -72,11 +73,35 @@ enum Cmd {
         #[arg(long)]
         since: Option<u64>,
     },
+    /// Convert another load balancer's configuration into tandem's.
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Print a shell completion script (e.g. `completions bash`).
     Completions { shell: clap_complete::Shell },
     /// Write the manual pages (section 8) into DIR, as the package ships them.
     #[command(hide = true)]
     Man { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// keepalived.conf (with its includes, macros and @node lines) as
+    /// tandem's TOML, checked as `--check` would. The report on standard
+    /// error names, with file:line:column, every keyword not carried over
+    /// and every one whose meaning shifts. Exit status: 0 complete, 1
+    /// partial (something was not carried over), 2 failed.
+    #[command(verbatim_doc_comment)]
+    Keepalived {
+        /// keepalived's configuration file.
+        file: PathBuf,
+        /// The director to import for: `@ID` lines are kept for it (as
+        /// keepalived's -i; default the first label of the host name).
+        #[arg(long)]
+        node: Option<String>,
+        /// Write the TOML here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +181,9 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Cmd::Man { dir } => return tandem_model::manpages::run(Args::command(), dir),
+        Cmd::Import(ImportCmd::Keepalived { file, node, out }) => {
+            return import_keepalived(file, node.as_deref(), out.as_deref());
+        }
         _ => {}
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -174,6 +202,72 @@ fn main() -> ExitCode {
             eprintln!("tandem: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `tandem import keepalived`: 0 complete, 1 partial, 2 failed.
+fn import_keepalived(file: &Path, node: Option<&str>, out: Option<&Path>) -> ExitCode {
+    // keepalived's default configuration id: the host name up to its
+    // first dot.
+    let config_id = node.map(str::to_string).unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    });
+    let opts = tandem_import::Options {
+        config_id,
+        instance: String::new(),
+    };
+    let imported = match tandem_import::keepalived(&tandem_import::Disk, file, &opts) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for n in &imported.notes {
+        eprintln!("{n}");
+    }
+    let origin = out.map_or("(imported)".into(), |p| p.display().to_string());
+    if let Err(e) = config::parse(&imported.toml, &origin) {
+        eprintln!("tandem: the imported configuration does not pass the check:\n{e}");
+        return ExitCode::from(2);
+    }
+    let written = match out {
+        Some(p) => std::fs::write(p, &imported.toml).map_err(|e| format!("{}: {e}", p.display())),
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(imported.toml.as_bytes())
+                .map_err(|e| e.to_string())
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("tandem: {e}");
+        return ExitCode::from(2);
+    }
+    let not = imported
+        .notes
+        .iter()
+        .filter(|n| n.kind == tandem_import::keepalived::Kind::NotCarried)
+        .count();
+    let shifted = imported.notes.len() - not;
+    eprintln!(
+        "tandem: {}: {not} not carried over, {shifted} shifted in meaning; the result passes the check",
+        if imported.complete() {
+            "complete"
+        } else {
+            "partial"
+        }
+    );
+    if imported.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -419,7 +513,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("main handles these"),
+        Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Import(_) => {
+            unreachable!("main handles these")
+        }
     }
 }
 
