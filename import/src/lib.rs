@@ -79,3 +79,118 @@ pub enum ReadError {
     #[error("{at}: {what}")]
     Include { at: Pos, what: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A small deterministic generator: the same inputs on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Files made of keepalived's words, its punctuation and stray bytes,
+    /// in any order: reading and importing them never panics, and every
+    /// note has a place in a file that was read.
+    #[test]
+    fn any_jumble_of_keepalived_words_is_read_without_a_panic() {
+        const WORDS: &[&str] = &[
+            "vrrp_instance",
+            "virtual_server",
+            "real_server",
+            "group",
+            "virtual_server_group",
+            "global_defs",
+            "vrrp_script",
+            "vrrp_sync_group",
+            "HTTP_GET",
+            "url",
+            "path",
+            "TCP_CHECK",
+            "MISC_CHECK",
+            "misc_path",
+            "authentication",
+            "auth_type",
+            "PASS",
+            "auth_pass",
+            "virtual_ipaddress",
+            "track_script",
+            "track_file",
+            "vrrp_track_file",
+            "interface",
+            "priority",
+            "virtual_router_id",
+            "lvs_sync_daemon",
+            "weight",
+            "fwmark",
+            "include",
+            "$A=",
+            "$A",
+            "${A}",
+            "${_RANDOM}",
+            "@lb1",
+            "@^lb1",
+            "~SEQ(i,1,3)",
+            "{",
+            "}",
+            "{}",
+            "\"",
+            "\"a b\"",
+            "#",
+            "!",
+            "\\",
+            "10.0.0.1",
+            "10.0.0.1-9",
+            "2001:db8::1",
+            "/24",
+            "80",
+            "-1",
+            "255",
+            "0.5",
+            "eth0",
+            "dev",
+            "label",
+            "brd",
+            "x",
+            "é",
+            "\t",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..3000 {
+            let mut text = String::new();
+            let words = rng.next() % 60;
+            for _ in 0..words {
+                let w = WORDS[(rng.next() % WORDS.len() as u64) as usize];
+                text.push_str(w);
+                text.push(match rng.next() % 5 {
+                    0 => '\n',
+                    1 => '\t',
+                    _ => ' ',
+                });
+            }
+            let files = Memory::default()
+                .with("/k/keepalived.conf", &text)
+                .with("/k/a.conf", &text.replace("include", "x"));
+            let opts = Options {
+                config_id: "lb1".into(),
+                instance: String::new(),
+            };
+            match keepalived(&files, Path::new("/k/keepalived.conf"), &opts) {
+                Ok(i) => {
+                    for n in &i.notes {
+                        assert!(n.at.line >= 1, "{n}");
+                    }
+                }
+                Err(e) => assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+}

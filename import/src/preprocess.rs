@@ -31,6 +31,10 @@ use crate::{Finding, Pos, ReadError};
 const MAX_DEPTH: usize = 32;
 /// Macros that still expand after this many rounds refer to themselves.
 const MAX_ROUNDS: usize = 32;
+/// A line that grows past this by expansion is a macro using itself more
+/// than once (`$A=$A $A` doubles each round): refused before it takes the
+/// machine's memory.
+const MAX_LINE: usize = 64 * 1024;
 
 /// What keepalived is told on its command line.
 #[derive(Clone, Debug)]
@@ -224,6 +228,12 @@ impl State<'_> {
             let next = self.substitute_once(&s, dir);
             if next == s {
                 return Ok(s);
+            }
+            if next.len() > MAX_LINE {
+                return Err(format!(
+                    "macros in \"{line}\" expand past {} KiB",
+                    MAX_LINE / 1024
+                ));
             }
             s = next;
         }
@@ -549,6 +559,21 @@ mod tests {
         assert_eq!(
             lines(&read(&files, "lb1")),
             ["keepalived.conf:1 notify /bin/echo #1!"]
+        );
+    }
+
+    #[test]
+    fn a_macro_that_doubles_itself_is_a_finding_not_a_machine_out_of_memory() {
+        let files = Memory::default().with(
+            "/etc/keepalived/keepalived.conf",
+            "$A=$A $A\nrouter_id $A\n",
+        );
+        let p = read(&files, "lb1");
+        assert!(p.lines.is_empty());
+        assert!(
+            p.findings[0].message.contains("expand past"),
+            "{:?}",
+            p.findings
         );
     }
 
