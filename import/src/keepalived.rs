@@ -279,13 +279,17 @@ impl Cx {
     }
 
     fn announce_default(&mut self, n: &Node, key: &'static str, duration: bool) {
-        let v = if duration {
+        if let Some(v) = self.announce_value(n, duration) {
+            self.announce.insert(key, v);
+        }
+    }
+
+    /// A GARP/NA setting's value as TOML: seconds as a duration, or a count.
+    fn announce_value(&mut self, n: &Node, duration: bool) -> Option<String> {
+        if duration {
             self.seconds(n).map(|s| q(&dur(s)))
         } else {
             self.int(n).map(|i| i.to_string())
-        };
-        if let Some(v) = v {
-            self.announce.insert(key, v);
         }
     }
 
@@ -615,12 +619,7 @@ impl Cx {
         key: &'static str,
         duration: bool,
     ) {
-        let v = if duration {
-            self.seconds(n).map(|s| q(&dur(s)))
-        } else {
-            self.int(n).map(|i| i.to_string())
-        };
-        if let Some(v) = v {
+        if let Some(v) = self.announce_value(n, duration) {
             announce.insert(key, v);
         }
     }
