@@ -82,16 +82,22 @@ impl Vrrpd {
     /// Writes `toml` as its configuration and starts it; returns once its
     /// control socket answers.
     pub fn start(lab: &Lab, host: &Host, toml: &str) -> Vrrpd {
+        Vrrpd::start_as_is(
+            lab,
+            host,
+            &format!("[node]\nname = \"{}\"\n\n{toml}", host.name),
+        )
+    }
+
+    /// Like [`start`](Self::start) with a whole configuration, `[node]`
+    /// included (an imported one).
+    pub fn start_as_is(lab: &Lab, host: &Host, toml: &str) -> Vrrpd {
         // One directory per node, shared with its healthd: vrrpd finds
         // healthd's socket beside its own.
         let dir = lab.dir().join(format!("node-{}", host.name));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("vrrpd.toml");
-        std::fs::write(
-            &config,
-            format!("[node]\nname = \"{}\"\n\n{toml}", host.name),
-        )
-        .unwrap();
+        std::fs::write(&config, toml).unwrap();
         let mut v = Vrrpd {
             host: host.clone(),
             dir,
@@ -427,14 +433,20 @@ impl Healthd {
     /// Writes `toml` as its configuration and starts it; returns once its
     /// control socket answers. Its drains are kept in `dir/state`.
     pub fn start(lab: &Lab, host: &Host, toml: &str) -> Healthd {
+        Healthd::start_as_is(
+            lab,
+            host,
+            &format!("[node]\nname = \"{}\"\n\n{toml}", host.name),
+        )
+    }
+
+    /// Like [`start`](Self::start) with a whole configuration, `[node]`
+    /// included (an imported one).
+    pub fn start_as_is(lab: &Lab, host: &Host, toml: &str) -> Healthd {
         let dir = lab.dir().join(format!("node-{}", host.name));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("healthd.toml");
-        std::fs::write(
-            &config,
-            format!("[node]\nname = \"{}\"\n\n{toml}", host.name),
-        )
-        .unwrap();
+        std::fs::write(&config, toml).unwrap();
         let mut h = Healthd {
             host: host.clone(),
             dir,

@@ -164,6 +164,14 @@ impl TandemDirector {
         TandemDirector { vrrpd, healthd }
     }
 
+    /// Like [`start`](Self::start) with a whole configuration, `[node]`
+    /// included (an imported one).
+    pub fn start_as_is(net: &Net, i: usize, toml: &str) -> TandemDirector {
+        let healthd = Healthd::start_as_is(&net.lab, &net.directors[i], toml);
+        let vrrpd = Vrrpd::start_as_is(&net.lab, &net.directors[i], toml);
+        TandemDirector { vrrpd, healthd }
+    }
+
     /// The director dies: both daemons killed with SIGKILL.
     pub fn kill9(&mut self) {
         self.vrrpd.kill9();

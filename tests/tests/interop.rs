@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tandem_model::api::VrrpState::*;
 use tandem_tests::cluster::{
-    Keepalived, Net, Vrrpd, has_addr, instance, keepalived_instance, neighbour, net, wait_reachable,
+    Keepalived, Net, Vrrpd, has_addr, instance, keepalived_instance, mac, neighbour, net,
+    wait_reachable,
 };
 use tandem_tests::netns::wait_until;
 
@@ -373,4 +374,96 @@ fn tandem_backs_up_keepalived_with_an_ipv6_virtual_mac() {
     theirs.kill9();
     ours.wait_state("web6", Master, T);
     client_reaches_vip6_at_the_virtual_mac(&net);
+}
+
+/// `ip monitor address` on `host` while `f` runs: the lines where an
+/// address was deleted.
+fn deletions_during(net: &Net, host: usize, f: impl FnOnce()) -> Vec<String> {
+    let mon = net.lab.spawn(
+        &net.directors[host],
+        "monitor",
+        &["ip", "-o", "monitor", "address"],
+    );
+    // The monitor subscribes before anything below can change.
+    std::thread::sleep(Duration::from_millis(300));
+    f();
+    std::thread::sleep(Duration::from_millis(300));
+    mon.signal(libc::SIGTERM);
+    mon.output()
+        .lines()
+        .filter(|l| l.starts_with("Deleted") && l.contains(VIP))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn tandem_started_where_keepalived_was_killed_keeps_the_vip_through_its_takeover() {
+    let Some(net) = net("adopt_keepalived", 2) else {
+        return;
+    };
+    let m = Mode {
+        version: 2,
+        unicast: false,
+        pass: Some("tandem1"),
+    };
+    let mut theirs = Keepalived::start(&net.lab, &net.directors[0], &keepalived_cfg(150, m));
+    wait_until(T, || has_addr(&net.lab, &net.directors[0], "eth0", VIP))
+        .unwrap_or_else(|| panic!("keepalived did not become master:\n{}", theirs.log()));
+    // keepalived dies without a word: the VIP stays on the interface.
+    theirs.kill9();
+    assert!(has_addr(&net.lab, &net.directors[0], "eth0", VIP));
+    let mut ours = None;
+    let deleted = deletions_during(&net, 0, || {
+        let v = Vrrpd::start(&net.lab, &net.directors[0], &tandem_cfg(150, m));
+        v.wait_state("web", Master, T);
+        ours = Some(v);
+    });
+    let ours = ours.unwrap();
+    assert!(
+        deleted.is_empty(),
+        "the VIP left the interface before the takeover: {deleted:?}\n{}",
+        ours.log()
+    );
+    assert!(
+        ours.log()
+            .contains("10.77.0.100/24 on eth0 is on the interface already"),
+        "{}",
+        ours.log()
+    );
+    assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
+}
+
+#[test]
+fn tandem_started_with_a_leftover_vip_gives_it_up_to_the_keepalived_master_it_hears() {
+    let Some(net) = net("adopt_yield", 2) else {
+        return;
+    };
+    let m = Mode {
+        version: 2,
+        unicast: false,
+        pass: Some("tandem1"),
+    };
+    let theirs = Keepalived::start(&net.lab, &net.directors[1], &keepalived_cfg(150, m));
+    wait_until(T, || keepalived_holds(&net))
+        .unwrap_or_else(|| panic!("keepalived did not become master:\n{}", theirs.log()));
+    // What a killed run left on lb1.
+    net.lab.exec_ok(
+        &net.directors[0],
+        &["ip", "addr", "add", "10.77.0.100/24", "dev", "eth0"],
+    );
+    let ours = Vrrpd::start(&net.lab, &net.directors[0], &tandem_cfg(100, m));
+    // keepalived advertises every second: the first advert heard takes
+    // the VIP off lb1.
+    let gone = wait_until(Duration::from_secs(4), || {
+        !has_addr(&net.lab, &net.directors[0], "eth0", VIP)
+    });
+    assert!(gone.is_some(), "lb1 kept the VIP:\n{}", ours.log());
+    assert_eq!(ours.state("web"), Backup);
+    assert!(keepalived_holds(&net));
+    assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
+    assert_eq!(
+        neighbour(&net.lab, &net.client, VIP),
+        Some(mac(&net.lab, &net.directors[1], "eth0")),
+        "the client reaches the VIP at keepalived's director"
+    );
 }

@@ -120,8 +120,9 @@ fn the_old_master_preempts_when_it_comes_back() {
     lb2.wait_state("web", Backup, T);
     assert!(wait_reachable(&net.lab, &net.client, VIP, T).is_some());
     assert!(
-        lb1.log()
-            .contains("removing 10.77.0.100 from eth0: left behind"),
+        lb1.log().contains(
+            "10.77.0.100/24 on eth0 is on the interface already: kept until a master is heard"
+        ),
         "{}",
         lb1.log()
     );

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use tandem_model::api::{self, InstanceCounters, VrrpState};
+use tandem_model::api::{self, InstanceCounters};
 use tandem_model::config::{Config, VrrpInstance};
 use tracing::warn;
 
@@ -259,14 +259,12 @@ pub fn build(config: &Config, cfg: &VrrpInstance) -> (Member, Binding) {
     (Member::new(&cfg.name, Instance::new(params(cfg)), tr), b)
 }
 
-/// Every master's VIPs: what the interfaces should hold now.
+/// Every master's VIPs, and a backup's adopted ones: what the
+/// interfaces should hold now.
 pub fn masters_vips(node: &Node, bindings: &BTreeMap<InstanceId, Binding>) -> Vec<Vip> {
     bindings
         .iter()
-        .filter(|(id, _)| {
-            node.get(**id)
-                .is_some_and(|m| m.inst.state() == VrrpState::Master)
-        })
+        .filter(|(id, _)| node.get(**id).is_some_and(|m| m.inst.holds_addresses()))
         .flat_map(|(_, b)| b.vips.iter().cloned())
         .collect()
 }

@@ -385,6 +385,92 @@ fn a_fault_present_at_startup_keeps_the_instance_in_fault() {
 }
 
 #[test]
+fn adopted_addresses_stay_through_backup_into_a_takeover() {
+    let t0 = Instant::now();
+    let mut i = instance(100);
+    i.adopt_addresses();
+    assert!(i.holds_addresses(), "kept from before the startup");
+    assert_eq!(states(&i.startup(t0)), vec![Backup]);
+    assert!(
+        i.holds_addresses(),
+        "a backup that heard no master keeps them"
+    );
+    // A resigning master (priority 0) is no master to follow.
+    let a = i.on_advert(t0 + S, ip(PEER), &advert(0)).unwrap().actions;
+    assert!(!a.contains(&Action::RemoveAddresses));
+    let a = i.on_timer(t0 + S + i.skew_time());
+    assert_eq!(states(&a), vec![Master]);
+    assert!(i.holds_addresses());
+}
+
+#[test]
+fn adopted_addresses_go_when_a_master_to_follow_is_heard() {
+    let t0 = Instant::now();
+    let mut i = instance(100);
+    i.adopt_addresses();
+    i.startup(t0);
+    let a = i.on_advert(t0 + S, ip(PEER), &advert(150)).unwrap().actions;
+    assert_eq!(a, vec![Action::RemoveAddresses]);
+    assert!(!i.holds_addresses());
+    assert_eq!(i.state(), Backup);
+    // Only once: the next advert has nothing left to remove.
+    let a = i
+        .on_advert(t0 + 2 * S, ip(PEER), &advert(150))
+        .unwrap()
+        .actions;
+    assert!(a.is_empty());
+}
+
+#[test]
+fn adopted_addresses_stay_while_a_lower_master_is_preempted() {
+    let t0 = Instant::now();
+    let mut i = instance(150);
+    i.adopt_addresses();
+    i.startup(t0);
+    // A lower master is discarded: this backup takes over at
+    // Master_Down_Interval, and its addresses never leave.
+    let a = i.on_advert(t0 + S, ip(PEER), &advert(100)).unwrap().actions;
+    assert!(a.is_empty());
+    assert!(i.holds_addresses());
+    let down = i.master_down_interval();
+    let a = i.on_timer(t0 + down);
+    assert_eq!(states(&a), vec![Master]);
+}
+
+#[test]
+fn adopted_addresses_go_with_a_fault_or_a_stop() {
+    let t0 = Instant::now();
+    let mut i = instance(100);
+    i.adopt_addresses();
+    i.startup(t0);
+    i.set_fault(t0 + S, Some("interface eth0 is down".into()));
+    assert!(!i.holds_addresses());
+    let mut i = instance(100);
+    i.adopt_addresses();
+    i.startup(t0);
+    assert_eq!(states(&i.shutdown(t0 + S, true)), vec![Stop]);
+    assert!(!i.holds_addresses());
+    let mut i = instance(100);
+    i.set_fault(t0, Some("script chk failed".into()));
+    i.adopt_addresses();
+    assert_eq!(states(&i.startup(t0)), vec![Fault]);
+    assert!(!i.holds_addresses());
+}
+
+#[test]
+fn an_address_owner_adopts_nothing_it_does_not_own_already() {
+    let t0 = Instant::now();
+    let mut i = instance(255);
+    i.adopt_addresses();
+    assert!(
+        !i.holds_addresses(),
+        "an owner's addresses are the interface's own"
+    );
+    i.startup(t0);
+    assert!(i.holds_addresses(), "as master");
+}
+
+#[test]
 fn after_a_split_brain_the_surviving_master_re_announces() {
     let t0 = Instant::now();
     let mut i = instance(200);

@@ -6,9 +6,12 @@
 //! Rules:
 //! - a real server without a check is up; one not yet checked counts as
 //!   its virtual server's `initial_state`;
-//! - a real server found in the kernel's table (with its weight) when
-//!   healthd starts is adopted as up: a restart removes nothing that
-//!   serves;
+//! - the kernel's table when healthd starts is adopted as the last
+//!   owner's verdict (healthd's own before a restart, or keepalived's): a
+//!   real server found with its weight is up, one of a service in the
+//!   table but missing from it (or at weight 0) is down, so a restart or
+//!   a move from keepalived changes nothing that matches the
+//!   configuration;
 //! - one that must leave goes to weight 0 first and is deleted once its
 //!   connections are gone or `drain_timeout` has passed (with
 //!   `inhibit_on_failure` it stays at weight 0);
@@ -33,6 +36,8 @@ use crate::spec::{self, ProbeSpec, Thresholds};
 
 // One copy of the words every real server starts with, not one each.
 static ADOPTED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("in the kernel's table at start"));
+static ADOPTED_DOWN: LazyLock<Arc<str>> =
+    LazyLock::new(|| Arc::from("out of the kernel's table at start (or at weight 0)"));
 static NOT_CHECKED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("not checked yet"));
 
 /// Identifies a real server across reloads: virtual server name and the
@@ -100,18 +105,32 @@ impl VsState {
                     h.set_thresholds(th.rise, th.fall);
                     return h;
                 }
-                let adopted = in_kernel.and_then(|s| s.dest(addr)).is_some_and(|d| {
-                    d.settings.weight == dest.settings.weight && d.settings.weight > 0
-                });
-                if adopted {
+                // The table found at start is the last owner's verdict
+                // (this healthd's before a restart, or keepalived's): a
+                // server in it at its weight was up; one missing, or at
+                // weight 0 where it should weigh more, was down. Only a
+                // service nobody programmed starts at `initial_state`.
+                let Some(service) = in_kernel else {
+                    return Health::new(
+                        now,
+                        th.rise,
+                        th.fall,
+                        HealthState::Unknown,
+                        NOT_CHECKED.clone(),
+                    );
+                };
+                let up = service
+                    .dest(addr)
+                    .is_some_and(|d| d.settings.weight == dest.settings.weight);
+                if up {
                     Health::new(now, th.rise, th.fall, HealthState::Up, ADOPTED.clone())
                 } else {
                     Health::new(
                         now,
                         th.rise,
                         th.fall,
-                        HealthState::Unknown,
-                        NOT_CHECKED.clone(),
+                        HealthState::Down,
+                        ADOPTED_DOWN.clone(),
                     )
                 }
             });

@@ -93,6 +93,53 @@ fn a_restart_adopts_the_kernel_table_and_changes_nothing() {
     assert!(e.quorum()[0].1);
 }
 
+/// The table another owner left (keepalived's, or this healthd's before
+/// it was killed) after `down` failed their checks.
+fn table_after(c: &Config, t0: Instant, down_servers: &[u8]) -> Table {
+    let empty = Table::default();
+    let mut e = Engine::new(c, t0, &empty, BTreeSet::new()).unwrap();
+    for n in down_servers {
+        let p = probe_of(&e, *n);
+        e.record(t0, p, down());
+    }
+    for n in [11, 12].iter().filter(|n| !down_servers.contains(n)) {
+        let p = probe_of(&e, *n);
+        e.record(t0, p, up());
+    }
+    e.desired(t0, &empty)
+}
+
+#[test]
+fn a_start_adopts_the_down_servers_of_the_table_it_finds_and_changes_nothing() {
+    let t0 = Instant::now();
+    // Below quorum: the failed servers are out and the sorry server in.
+    let c = config("");
+    let kernel = table_after(&c, t0, &[11, 12]);
+    assert_eq!(
+        weights(&kernel).len(),
+        1,
+        "only the sorry server: {kernel:?}"
+    );
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
+    let want = e.desired(t0, &kernel);
+    assert!(plan(&want, &kernel, Options::default()).is_empty());
+    assert!(!e.quorum()[0].1);
+    // inhibit_on_failure: the failed server is in at weight 0.
+    let c = web_config("inhibit_on_failure = true", "rise = 1\nfall = 1", "");
+    let kernel = table_after(&c, t0, &[11]);
+    assert_eq!(weights(&kernel), [(rs(11), 0), (rs(12), 20)]);
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
+    let want = e.desired(t0, &kernel);
+    assert!(plan(&want, &kernel, Options::default()).is_empty());
+    // It comes back at its first success (rise 1), not before.
+    let p = probe_of(&e, 11);
+    e.record(t0 + S, p, up());
+    assert_eq!(
+        weights(&e.desired(t0 + S, &kernel)),
+        [(rs(11), 10), (rs(12), 20)]
+    );
+}
+
 #[test]
 fn a_failed_server_drains_at_weight_zero_and_then_leaves() {
     let c = config("");

@@ -82,6 +82,63 @@ impl Daemon {
         self.vip_retry = Some(Instant::now());
     }
 
+    /// Before the election: every instance finds which of its VIPs the
+    /// interfaces hold already, and adopts them ([`Instance::adopt_addresses`]).
+    /// A read that fails adopts nothing: the start-up sync then cleans up
+    /// as if nothing was there, the safe side.
+    ///
+    /// [`Instance::adopt_addresses`]: crate::fsm::Instance::adopt_addresses
+    pub(crate) async fn adopt_vips(&mut self) {
+        let ifnames: BTreeSet<String> = self
+            .bindings
+            .values()
+            .flat_map(|b| b.vips.iter().map(|v| v.ifname.clone()))
+            .collect();
+        let have = match KernelAddresses::new(&self.nl).dump(&ifnames).await {
+            Ok(h) => h,
+            Err(e) => {
+                warn!("cannot read the interfaces' addresses before the election: {e}");
+                return;
+            }
+        };
+        let present = |v: &Vip| {
+            have.get(&v.ifname)
+                .is_some_and(|a| a.contains(&(v.addr, v.prefix_len)))
+        };
+        let ids: Vec<InstanceId> = self.bindings.keys().copied().collect();
+        for id in ids {
+            let Some(b) = self.bindings.get(&id) else {
+                continue;
+            };
+            if b.cfg.address_owner {
+                continue;
+            }
+            let found: Vec<Vip> = b.vips.iter().filter(|v| present(v)).cloned().collect();
+            if found.is_empty() {
+                continue;
+            }
+            let Some(m) = self.node.get_mut(id) else {
+                continue;
+            };
+            m.inst.adopt_addresses();
+            let name = b.cfg.name.clone();
+            for v in found {
+                info!(
+                    instance = %name,
+                    "{v} is on the interface already: kept until a master is heard"
+                );
+                self.placed.insert(v);
+            }
+        }
+    }
+
+    /// Whether this node placed (or adopted) any of instance `id`'s VIPs.
+    pub(crate) fn holds_placed(&self, id: InstanceId) -> bool {
+        self.bindings
+            .get(&id)
+            .is_some_and(|b| b.vips.iter().any(|v| self.placed.contains(v)))
+    }
+
     /// Makes the interfaces hold what `keep` says, and nothing else vrrpd
     /// manages.
     pub(crate) async fn sync_vips(&mut self, keep: Keep) {

@@ -178,9 +178,12 @@ impl Daemon {
     /// Starts the election: cleans up, opens sockets, starts trackers.
     pub async fn start(&mut self) -> Result<(), DaemonError> {
         // Nobody is master yet: VIPs of configured instances on the
-        // interfaces were left by a vrrpd that died without cleaning up
-        // (kill -9, a crash), and would answer ARP next to the real master.
-        self.sync_vips(Keep::Nothing).await;
+        // interfaces were left by a keepalived or a vrrpd that died
+        // without cleaning up (kill -9, a crash). Each instance holding
+        // some keeps them until it hears a master to follow (the fsm's
+        // adoption); what no instance adopts goes now.
+        self.adopt_vips().await;
+        self.sync_vips(Keep::Masters).await;
         let now = Instant::now();
         let mut outs = Vec::new();
         let names: Vec<String> = self.interfaces();
@@ -460,7 +463,16 @@ impl Daemon {
             // is master now.
             Action::RemoveAddresses => self.sync_vips(Keep::Masters).await,
             Action::Announce => self.announce(id),
-            Action::Transition { from, to, reason } => self.on_transition(id, from, to, reason),
+            Action::Transition { from, to, reason } => {
+                self.on_transition(id, from, to, reason);
+                // Adopted addresses of an instance that neither follows
+                // a master nor became one (a fault, a stop) go.
+                let adopted = matches!(from, VrrpState::Init | VrrpState::Backup)
+                    && !matches!(to, VrrpState::Master | VrrpState::Backup);
+                if adopted && self.holds_placed(id) {
+                    self.sync_vips(Keep::Masters).await;
+                }
+            }
             Action::Stopped => {
                 if let Some(b) = self.bindings.get_mut(&id) {
                     b.stopped = true;

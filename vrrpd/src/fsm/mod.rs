@@ -129,6 +129,11 @@ pub struct Instance {
     /// after Skew_Time), until another advert comes.
     resigned: Option<IpAddr>,
     stopping: bool,
+    /// The addresses were on the interfaces before startup (left by a
+    /// keepalived or a vrrpd that was killed): they stay while this
+    /// instance is BACKUP and has heard no master, so a backup that then
+    /// takes over never takes them down in between.
+    adopted: bool,
 }
 
 impl Instance {
@@ -152,6 +157,7 @@ impl Instance {
             master_seen: None,
             resigned: None,
             stopping: false,
+            adopted: false,
         }
     }
 
@@ -176,6 +182,28 @@ impl Instance {
 
     pub fn master_seen(&self) -> Option<MasterSeen> {
         self.master_seen
+    }
+
+    /// Before startup: this instance's addresses are on the interfaces
+    /// already. RFC 5798 6.4.1 starts a router that is not the owner as
+    /// BACKUP, which holds no address; removing them at once and adding
+    /// them back at the takeover Master_Down_Interval later would cut
+    /// every client off in between (keepalived killed on a master, a
+    /// vrrpd restarted after kill -9). So they stay until a master is
+    /// heard that this backup follows, or the instance leaves BACKUP.
+    pub fn adopt_addresses(&mut self) {
+        if self.state == VrrpState::Init && !self.is_owner() {
+            self.adopted = true;
+        }
+    }
+
+    /// Whether this instance's addresses belong on the interfaces now.
+    pub fn holds_addresses(&self) -> bool {
+        match self.state {
+            VrrpState::Master => true,
+            VrrpState::Init | VrrpState::Backup => self.adopted,
+            VrrpState::Fault | VrrpState::Stop => false,
+        }
     }
 
     pub fn maintenance(&self) -> bool {
@@ -242,9 +270,15 @@ impl Instance {
         .min()
     }
 
+    /// Every change of state: whatever was adopted is either a master's
+    /// now or must go (the daemon removes the addresses of an instance
+    /// that leaves BACKUP for neither state).
     fn transition(&mut self, to: VrrpState, reason: impl Into<String>) -> Action {
         let from = self.state;
         self.state = to;
+        if to != VrrpState::Backup {
+            self.adopted = false;
+        }
         Action::Transition {
             from,
             to,
@@ -455,6 +489,11 @@ impl Instance {
                             self.master_adver_interval = interval;
                         }
                         self.master_down_timer = Some(now + self.master_down_interval());
+                        if std::mem::take(&mut self.adopted) {
+                            // A master this backup follows: its addresses
+                            // must answer alone.
+                            out.push(Action::RemoveAddresses);
+                        }
                     }
                     // Otherwise discard: we preempt when Master_Down_Timer
                     // fires.
