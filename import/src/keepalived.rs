@@ -80,6 +80,14 @@ const KEEPALIVED_VRRP_VERSION: i64 = 2;
 const KEEPALIVED_DELAY_LOOP_S: f64 = 60.0;
 const KEEPALIVED_CONNECT_TIMEOUT_S: f64 = 5.0;
 const KEEPALIVED_RETRY: i64 = 1;
+/// The checkers tandem carries (one kind per virtual server).
+const CHECKERS: &[&str] = &[
+    "HTTP_GET",
+    "SSL_GET",
+    "TCP_CHECK",
+    "MISC_CHECK",
+    "PING_CHECK",
+];
 
 pub fn import(nodes: &[Node], findings: &[Finding]) -> Imported {
     let mut cx = Cx::default();
@@ -967,13 +975,23 @@ impl Cx {
                             let _ = writeln!(rs_text, "check = {{ {} }}", o.join(", "));
                         }
                     }
-                    Some(c) => self.not(
-                        rs,
-                        &format!(
-                            "its checker differs from the first real server's ({}): tandem has one kind of check per virtual server and uses that one",
-                            c.describe()
-                        ),
-                    ),
+                    Some(c) => {
+                        // The real server is carried; its checker is not.
+                        let at = rs
+                            .children
+                            .iter()
+                            .flatten()
+                            .find(|n| CHECKERS.contains(&n.keyword.as_str()))
+                            .unwrap_or(rs);
+                        self.not(
+                            at,
+                            &format!(
+                                "this real server's check ({}) differs from the first real server's ({}): tandem has one kind of check per virtual server, and this real server gets that one",
+                                p.describe(),
+                                c.describe()
+                            ),
+                        );
+                    }
                 }
             }
             servers.push_str("\n[[virtual_server.real_server]]\n");
@@ -1097,7 +1115,13 @@ impl Cx {
             },
             interval,
             timeout: KEEPALIVED_CONNECT_TIMEOUT_S,
-            retry: KEEPALIVED_RETRY,
+            // keepalived's MISC_CHECK sets its own default: no retry
+            // (check_misc.c, `default_retry = 0`).
+            retry: if c.keyword == "MISC_CHECK" {
+                0
+            } else {
+                KEEPALIVED_RETRY
+            },
             host: host.map(str::to_string),
             // keepalived's script_user runs MISC_CHECK scripts too.
             user: (c.keyword == "MISC_CHECK")
@@ -1106,13 +1130,15 @@ impl Cx {
             ..Probe::default()
         };
         let mut retry_at = None;
+        let mut timeout_set = false;
         for n in c.children.iter().flatten() {
             match n.keyword.as_str() {
                 "connect_port" => p.port = self.int(n),
                 "connect_ip" => p.address = self.arg(n).and_then(|v| self.addr(n, v)),
                 "bindto" => p.source = self.arg(n).and_then(|v| self.addr(n, v)),
                 "connect_timeout" | "misc_timeout" => {
-                    p.timeout = self.seconds(n).unwrap_or(p.timeout)
+                    p.timeout = self.seconds(n).unwrap_or(p.timeout);
+                    timeout_set = true;
                 }
                 "retry" | "nb_get_retry" => {
                     p.retry = self.int(n).unwrap_or(p.retry);
@@ -1148,6 +1174,11 @@ impl Cx {
                 _ => self.not(n, "no equivalent in tandem"),
             }
         }
+        if p.kind == "script" && !timeout_set {
+            // A script without misc_timeout may run for the whole
+            // delay_loop in keepalived (check_misc.c).
+            p.timeout = p.interval;
+        }
         if p.kind == "script" && p.command.is_empty() {
             self.not(c, "MISC_CHECK without misc_path: not carried");
             return None;
@@ -1158,21 +1189,30 @@ impl Cx {
                 return None;
             }
         }
-        let retry_node = retry_at.unwrap_or_else(|| c.clone());
-        self.shift(
-            &retry_node,
-            &format!(
-                "retry {}: keepalived takes a server down after {} failed attempts delay_before_retry apart, tandem after fall = {} failed checks interval apart; and back up at the first success (rise = 1)",
-                p.retry,
-                p.retry + 1,
-                p.retry + 1
-            ),
-        );
+        // Without retries both take a server down at its first failure
+        // and back up at its first success: nothing shifts.
+        if p.retry > 0 {
+            let retry_node = retry_at.unwrap_or_else(|| c.clone());
+            self.shift(
+                &retry_node,
+                &format!(
+                    "retry {}: keepalived takes a server down after {} failed attempts delay_before_retry apart, tandem after fall = {} failed checks interval apart; and back up at the first success (rise = 1)",
+                    p.retry,
+                    p.retry + 1,
+                    p.retry + 1
+                ),
+            );
+        }
         if p.timeout >= p.interval {
             self.shift(
                 c,
                 &format!(
-                    "connect_timeout {} is not shorter than the interval {}: written as {}",
+                    "{} {} is not shorter than the interval {}: written as {}",
+                    if p.kind == "script" {
+                        "the script's timeout (misc_timeout, by default delay_loop)"
+                    } else {
+                        "connect_timeout"
+                    },
                     dur(p.timeout),
                     dur(p.interval),
                     dur(p.interval * 0.9)

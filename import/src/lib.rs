@@ -85,6 +85,33 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    fn import(conf: &str) -> crate::keepalived::Imported {
+        let files = Memory::default().with("/k.conf", conf);
+        let opts = Options {
+            config_id: "lb1".into(),
+            instance: String::new(),
+        };
+        keepalived(&files, Path::new("/k.conf"), &opts).unwrap()
+    }
+
+    #[test]
+    fn a_misc_check_without_retry_or_timeout_takes_keepalived_s_own_defaults() {
+        // check_misc.c: no retry, and the script may run for delay_loop.
+        let i = import(
+            "virtual_server 10.0.0.1 53 {\n  delay_loop 10\n  protocol UDP\n  real_server 10.0.0.11 53 {\n    MISC_CHECK {\n      misc_path \"/usr/local/bin/dns-check 10.0.0.11\"\n    }\n  }\n}\n",
+        );
+        assert!(i.toml.contains("fall = 1\n"), "{}", i.toml);
+        assert!(i.toml.contains("timeout = \"9s\"\n"), "{}", i.toml);
+        let notes: Vec<String> = i.notes.iter().map(|n| n.to_string()).collect();
+        assert!(!notes.iter().any(|n| n.contains("retry")), "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("MISC_CHECK: the script's timeout (misc_timeout, by default delay_loop) 10s is not shorter")),
+            "{notes:?}"
+        );
+    }
+
     /// A small deterministic generator: the same inputs on every run.
     struct Rng(u64);
 
