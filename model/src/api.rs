@@ -81,6 +81,21 @@ pub struct VrrpdStatus {
     /// (malformed, or for a VRID nobody here runs), by reason.
     #[serde(default)]
     pub unclaimed_drops: BTreeMap<String, u64>,
+    /// How often the daemon's loop ran late (each past 200 ms).
+    #[serde(default)]
+    pub lateness: LoopLateness,
+}
+
+/// Times vrrpd's loop ran late since it started: adverts and timers
+/// waited each time. Non-zero means a starved or overloaded director.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopLateness {
+    /// Wake-ups that came more than 200 ms past a deadline.
+    pub late_wakeups: u64,
+    /// Inputs (or timers) whose work held the loop more than 200 ms.
+    pub held_loop: u64,
+    /// The worst of either, in milliseconds.
+    pub worst_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

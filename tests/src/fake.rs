@@ -363,6 +363,12 @@ pub fn vrrpd_status(n: usize) -> VrrpdStatus {
         instances,
         sync_groups: Vec::new(),
         unclaimed_drops: BTreeMap::new(),
+        // A director that was starved three times, once by its own work.
+        lateness: tandem_model::api::LoopLateness {
+            late_wakeups: 3,
+            held_loop: 1,
+            worst_ms: 450,
+        },
     }
 }
 

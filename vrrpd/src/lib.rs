@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod fsm;
 pub mod healthd;
 pub mod input;
+pub mod lateness;
 pub mod netlink;
 pub mod node;
 pub mod packet;

@@ -58,6 +58,7 @@ pub fn render(st: &VrrpdStatus, now: UnixMillis) -> String {
     );
     if st.instances.is_empty() {
         out.push_str("no VRRP instance configured\n");
+        out.push_str(&lateness(st));
         return out;
     }
     let mut rows = vec![
@@ -152,6 +153,7 @@ pub fn render(st: &VrrpdStatus, now: UnixMillis) -> String {
             st.unclaimed_drops
         );
     }
+    notes.push_str(&lateness(st));
     if !notes.is_empty() {
         out.push('\n');
         out.push_str(&notes);
@@ -159,9 +161,55 @@ pub fn render(st: &VrrpdStatus, now: UnixMillis) -> String {
     out
 }
 
+/// A line when the loop ran late: the director is starved or
+/// overloaded, and its adverts and timers waited.
+fn lateness(st: &VrrpdStatus) -> String {
+    let late = &st.lateness;
+    let n = late.late_wakeups + late.held_loop;
+    if n == 0 {
+        return String::new();
+    }
+    format!(
+        "  the loop ran late {n} time(s) ({} woke late, {} held by its own work; worst {} ms): adverts and timers waited, see the log\n",
+        late.late_wakeups, late.held_loop, late.worst_ms
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loop_that_ran_late_is_said_only_when_it_did() {
+        let mut st = VrrpdStatus {
+            daemon: tandem_model::api::DaemonInfo {
+                daemon: "vrrpd".into(),
+                version: "0".into(),
+                node: "lb1".into(),
+                pid: 1,
+                started_at: 0,
+                config_path: "/etc/tandem/tandem.toml".into(),
+                config_loaded_at: 0,
+            },
+            instances: Vec::new(),
+            sync_groups: Vec::new(),
+            unclaimed_drops: Default::default(),
+            lateness: Default::default(),
+        };
+        assert!(!render(&st, 0).contains("ran late"));
+        st.lateness = tandem_model::api::LoopLateness {
+            late_wakeups: 2,
+            held_loop: 1,
+            worst_ms: 640,
+        };
+        assert!(
+            render(&st, 0).contains(
+                "the loop ran late 3 time(s) (2 woke late, 1 held by its own work; worst 640 ms)"
+            ),
+            "{}",
+            render(&st, 0)
+        );
+    }
 
     #[test]
     fn ago_reads_naturally() {

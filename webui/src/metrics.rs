@@ -242,6 +242,27 @@ fn vrrp(o: &mut Out, v: &VrrpdStatus) {
             n,
         );
     }
+    o.family(
+        "tandem_vrrp_loop_late_total",
+        "counter",
+        "Times vrrpd's loop ran more than 200 ms late (adverts and timers waited): woke late, or held by one input's work.",
+    );
+    for (kind, n) in [
+        ("wakeup", v.lateness.late_wakeups),
+        ("held", v.lateness.held_loop),
+    ] {
+        o.sample("tandem_vrrp_loop_late_total", &[("kind", kind)], n);
+    }
+    o.family(
+        "tandem_vrrp_loop_worst_late_seconds",
+        "gauge",
+        "The latest vrrpd's loop has run since it started.",
+    );
+    o.sample(
+        "tandem_vrrp_loop_worst_late_seconds",
+        &[],
+        v.lateness.worst_ms as f64 / 1000.0,
+    );
 }
 
 fn health(o: &mut Out, h: &HealthdStatus, real_servers: bool) {

@@ -28,6 +28,7 @@ use crate::auth::{self, Context};
 use crate::binding::{self, Binding};
 use crate::fsm::Action;
 use crate::input::{Command, DaemonError, Input, Options, PortKey, Signal};
+use crate::lateness::{Late, Lateness};
 use crate::netlink::{Link, LinkEvent, Netlink};
 use crate::node::{InstanceId, Node, Out};
 use crate::packet::{ipv4_packet, with_trailer};
@@ -51,10 +52,6 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// At most this many queued inputs are taken before a deadline that has
 /// passed (see [`Daemon::run`]).
 const BEFORE_DEADLINE: usize = 64;
-/// An input that keeps the loop this long, or a wake-up this late, is
-/// logged: a master's adverts and a backup's Master_Down timer waited
-/// that long, and the log should say what made them wait.
-const SLOW: Duration = Duration::from_millis(200);
 
 pub struct Daemon {
     pub(crate) opts: Options,
@@ -74,6 +71,7 @@ pub struct Daemon {
     pub(crate) events: EventLog,
     pub(crate) tx: mpsc::Sender<Input>,
     pub(crate) unclaimed_drops: BTreeMap<String, u64>,
+    pub(crate) lateness: Lateness,
     pub(crate) shutting_down: Option<Instant>,
     /// Reload requests, and the parse in flight.
     pub(crate) reloads: tandem_model::control::Reloads<crate::input::ReloadReply>,
@@ -151,6 +149,7 @@ impl Daemon {
             nl,
             tx,
             unclaimed_drops: BTreeMap::new(),
+            lateness: Lateness::default(),
             shutting_down: None,
             reloads: Default::default(),
             vmacs: HashMap::new(),
@@ -257,9 +256,13 @@ impl Daemon {
                 self.handle_timed(input, now).await;
                 continue;
             }
-            let late = Instant::now().saturating_duration_since(deadline);
-            if late >= SLOW {
-                warn!("woke {late:?} after a deadline: this process was not run in time");
+            let woke_at = Instant::now();
+            let late = woke_at.saturating_duration_since(deadline);
+            if let Some(unlogged) = self.lateness.note(woke_at, Late::Wakeup, late) {
+                warn!(
+                    "woke {late:?} after a deadline: this process was not run in time{}",
+                    more(unlogged)
+                );
             }
             // A deadline passed. If this loop was held up (a slow netlink
             // request, a busy machine), adverts that arrived before the
@@ -277,8 +280,11 @@ impl Daemon {
             let outs = self.node.on_timer(now);
             self.execute(outs, now).await;
             let took = now.elapsed();
-            if took >= SLOW {
-                warn!("a timer's work held the loop for {took:?}");
+            if let Some(unlogged) = self.lateness.note(now + took, Late::Held, took) {
+                warn!(
+                    "a timer's work held the loop for {took:?}{}",
+                    more(unlogged)
+                );
             }
             if self.vmac_retry.is_some_and(|t| t <= now) {
                 self.vmac_retry = None;
@@ -330,8 +336,11 @@ impl Daemon {
         let outs = self.handle(input, now).await;
         self.execute(outs, now).await;
         let took = now.elapsed();
-        if took >= SLOW {
-            warn!("{what} held the loop for {took:?}: adverts and timers waited");
+        if let Some(unlogged) = self.lateness.note(now + took, Late::Held, took) {
+            warn!(
+                "{what} held the loop for {took:?}: adverts and timers waited{}",
+                more(unlogged)
+            );
         }
     }
 
@@ -617,4 +626,13 @@ pub(crate) fn groups(config: &Config) -> Vec<(String, Vec<String>)> {
         .iter()
         .map(|g| (g.name.clone(), g.instances.clone()))
         .collect()
+}
+
+/// The tail of a lateness warning: how many the log left out before it.
+fn more(unlogged: u64) -> String {
+    if unlogged == 0 {
+        String::new()
+    } else {
+        format!(" ({unlogged} more since the last one logged; see the status's lateness)")
+    }
 }

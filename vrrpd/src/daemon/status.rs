@@ -84,6 +84,7 @@ impl Daemon {
                 })
                 .collect(),
             unclaimed_drops: self.unclaimed_drops.clone(),
+            lateness: self.lateness.counts(),
         }
     }
 
