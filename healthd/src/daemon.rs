@@ -445,6 +445,11 @@ impl Daemon {
                     self.warn_not_run();
                     if self.resync_due() {
                         self.request_sync(true);
+                    } else if self.engine.ramping() {
+                        // A slow start's next step: the table moves with
+                        // time alone (one weight change per ramping server
+                        // and second, at most).
+                        self.request_sync(false);
                     }
                     continue;
                 }
@@ -642,7 +647,7 @@ impl Daemon {
         }
         let events = self
             .engine
-            .set_drain(vs, rs, on)
+            .set_drain(Instant::now(), vs, rs, on)
             .map_err(CommandError::NotFound)?;
         self.publish(events);
         self.request_sync(false);

@@ -258,6 +258,10 @@ pub struct RealServerStatus {
     pub failures: u64,
     /// Drained by an operator (kept across restarts).
     pub drained: bool,
+    /// Coming back under `slow_start`: when its weight reaches the
+    /// configured one (the kernel's weight shows the step it is at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_until: Option<UnixMillis>,
     pub active_conns: u32,
     pub inactive_conns: u32,
     pub stats: Option<IpvsStats>,

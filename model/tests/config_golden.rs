@@ -91,3 +91,25 @@ fn collect_keys(v: &toml::Value, out: &mut std::collections::BTreeSet<String>) {
         _ => {}
     }
 }
+
+#[test]
+fn check_notes_a_slow_start_under_a_scheduler_that_reads_no_weights() {
+    let text = |scheduler: &str| {
+        format!(
+            "[[virtual_server]]\nname = \"web\"\naddress = \"192.0.2.10:80\"\nscheduler = \"{scheduler}\"\nslow_start = \"30s\"\n\n[[virtual_server.real_server]]\naddress = \"10.0.0.11\"\n"
+        )
+    };
+    let notes = config::parse(&text("rr"), "t.toml").unwrap().notes();
+    assert_eq!(
+        notes,
+        [
+            "virtual server web: slow_start has no effect with scheduler rr, which ignores weights (use wrr, wlc, sed, ...)"
+        ]
+    );
+    assert!(
+        config::parse(&text("wlc"), "t.toml")
+            .unwrap()
+            .notes()
+            .is_empty()
+    );
+}

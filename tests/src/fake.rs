@@ -414,6 +414,7 @@ pub fn healthd_status(vss: usize, per_vs: usize) -> HealthdStatus {
                         checks: 100,
                         failures: if down { 10 } else { 0 },
                         drained: false,
+                        slow_start_until: None,
                         active_conns: 12,
                         inactive_conns: 30,
                         stats: Some(IpvsStats {

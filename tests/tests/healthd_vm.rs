@@ -1,6 +1,7 @@
 //! healthd drives kernel IPVS, in the test VM: the table follows health,
 //! the sorry server covers a lost quorum, inhibit keeps an open
-//! connection alive, and a restart adopts the table without touching it.
+//! connection alive, a restart adopts the table without touching it, and
+//! a server back up climbs to its weight under slow start.
 //!
 //! Each test runs its body inside a VM (`vm::inside()`), with a netns lab
 //! there: a director running healthd (its own IPVS), real servers and a
@@ -239,4 +240,54 @@ fn a_restarted_healthd_adopts_the_table_without_an_operation() {
             ("10.88.0.12:80".to_string(), 1)
         ]
     );
+}
+
+#[test]
+fn a_server_back_up_under_slow_start_climbs_to_its_weight_in_steps() {
+    if vm::booted_outside(&["tandem-healthd", "tandem-testserver"], |s| s) {
+        return;
+    }
+    let net = net(2);
+    let _a = TestServer::start(&net.lab, &net.rs[0], &["10.88.0.11:80"], "ok", &[]);
+    let mut b = TestServer::start(&net.lab, &net.rs[1], &["10.88.0.12:80"], "ok", &[]);
+    let conf = "[[virtual_server]]\nname = \"web\"\naddress = \"10.88.0.100:80\"\nscheduler = \"wlc\"\nforwarding = \"nat\"\nslow_start = \"4s\"\n\n\
+         [virtual_server.check]\ntype = \"http\"\ninterval = \"300ms\"\ntimeout = \"200ms\"\nrise = 1\nfall = 2\n\n\
+         [[virtual_server.real_server]]\naddress = \"10.88.0.11:80\"\nweight = 8\n\n\
+         [[virtual_server.real_server]]\naddress = \"10.88.0.12:80\"\nweight = 8\n";
+    let hd = Healthd::start(&net.lab, &net.lb, conf);
+    // Counted up before their first check (initial_state "up"): in at
+    // their weight at once, not ramped.
+    wait_table(&net, &[("10.88.0.11:80", 8), ("10.88.0.12:80", 8)]);
+    b.kill();
+    hd.wait_health("web", "10.88.0.12:80", Down, T);
+    wait_table(&net, &[("10.88.0.11:80", 8)]);
+    let _b = TestServer::start(&net.lab, &net.rs[1], &["10.88.0.12:80"], "ok", &[]);
+    // The kernel's weight of rs2, read every 100 ms until it is whole.
+    let mut seen: Vec<u32> = Vec::new();
+    let full = wait_until(T, || {
+        let w = table(&net)
+            .into_iter()
+            .find(|(a, _)| a == "10.88.0.12:80")
+            .map(|(_, w)| w);
+        if let Some(w) = w {
+            if seen.last() != Some(&w) {
+                seen.push(w);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        w == Some(8)
+    });
+    assert!(full.is_some(), "rs2 never reached weight 8: {seen:?}");
+    eprintln!("rs2's weights on its way back: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "the weight went down on the way up: {seen:?}"
+    );
+    // 4 s at one step a second: at least three steps below 8.
+    assert!(
+        seen.len() >= 4 && seen[0] <= 2,
+        "rs2 came back at {seen:?}, not in steps from 1"
+    );
+    let st = hd.real_server("web", "10.88.0.12:80");
+    assert_eq!(st.slow_start_until, None, "the ramp is over: {st:?}");
 }

@@ -372,7 +372,7 @@ fn real_server_series(o: &mut Out, vss: &[tandem_model::api::VirtualServerStatus
             }
         }
     }
-    let gauges: [RsSeries; 10] = [
+    let gauges: [RsSeries; 11] = [
         (
             "tandem_real_server_weight",
             "gauge",
@@ -390,6 +390,12 @@ fn real_server_series(o: &mut Out, vss: &[tandem_model::api::VirtualServerStatus
             "gauge",
             "1 while drained by an operator.",
             |r| Some(r.drained.into()),
+        ),
+        (
+            "tandem_real_server_slow_start",
+            "gauge",
+            "1 while its weight ramps up after it came back (slow_start).",
+            |r| Some(r.slow_start_until.is_some().into()),
         ),
         (
             "tandem_real_server_active_connections",

@@ -309,11 +309,15 @@ fn a_draining_real_server_leaves_after_drain_timeout_even_with_connections() {
 #[test]
 fn an_operator_drain_holds_weight_zero_while_the_server_is_up() {
     let mut lab = started("", "", Memory::default());
-    lab.engine.set_drain("web", "10.0.0.12", true).unwrap();
+    lab.engine
+        .set_drain(Instant::now(), "web", "10.0.0.12", true)
+        .unwrap();
     lab.sync();
     lab.wait(100 * S);
     assert_eq!(lab.weight(rs(12)), Some(0));
-    lab.engine.set_drain("web", "10.0.0.12", false).unwrap();
+    lab.engine
+        .set_drain(Instant::now(), "web", "10.0.0.12", false)
+        .unwrap();
     lab.sync();
     assert_eq!(lab.weight(rs(12)), Some(20));
 }

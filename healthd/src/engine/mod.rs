@@ -22,12 +22,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipvsctl::desired::{self, DesiredError};
 use ipvsctl::types::{Dest, Service, ServiceKey, Table};
 use tandem_model::api::{EventKind, HealthState};
-use tandem_model::config::{Config, InitialState, RealServer, VirtualServer};
+use tandem_model::config::{Config, InitialState, RealServer, VirtualServer, format_duration};
 
 use crate::health::{Health, Outcome};
 use crate::quorum::Quorum;
@@ -62,6 +62,9 @@ struct RsState {
     leaving_since: Option<Instant>,
     /// Drained by an operator.
     drained: bool,
+    /// Since when it has been coming back under `slow_start`: its weight
+    /// ramps up until then + slow_start.
+    rising_since: Option<Instant>,
 }
 
 struct VsState {
@@ -143,6 +146,7 @@ impl VsState {
                 health,
                 leaving_since: was.and_then(|w| w.leaving_since),
                 drained,
+                rising_since: was.and_then(|w| w.rising_since),
             });
         }
         let mut vs = VsState {
@@ -430,11 +434,25 @@ impl Engine {
                 continue;
             };
             if let Some(change) = h.record(now, outcome.clone()) {
+                let up = change.to == HealthState::Up;
+                let mut reason = change.reason.to_string();
+                // A server that was out of the table comes back in steps;
+                // one that served already (not yet checked, counted as up
+                // by initial_state) keeps its weight.
+                let was_out = change.from == HealthState::Down
+                    || (change.from == HealthState::Unknown
+                        && self.vss[v].cfg.initial_state == InitialState::Down);
+                let slow_start = self.vss[v].cfg.slow_start.filter(|_| up && was_out);
+                let rs = &mut self.vss[v].rs[r];
+                rs.rising_since = slow_start.map(|_| now);
+                if let Some(ss) = slow_start {
+                    reason = format!("{reason}; slow start over {}", format_duration(ss));
+                }
                 events.push(EventKind::RealServerHealth {
                     virtual_server: self.vss[v].cfg.name.clone(),
                     real_server: self.vss[v].rs[r].addr.to_string(),
-                    up: change.to == HealthState::Up,
-                    reason: change.reason,
+                    up,
+                    reason,
                 });
                 events.extend(self.update_quorum(v));
             }
@@ -469,7 +487,13 @@ impl Engine {
 
     /// An operator drains (`on`) or enables a real server. Returns the
     /// events and the drains to persist.
-    pub fn set_drain(&mut self, vs: &str, rs: &str, on: bool) -> Result<Vec<EventKind>, String> {
+    pub fn set_drain(
+        &mut self,
+        now: Instant,
+        vs: &str,
+        rs: &str,
+        on: bool,
+    ) -> Result<Vec<EventKind>, String> {
         let (v, r) = self.find(vs, rs)?;
         let label = rs_label(&(vs.to_string(), self.vss[v].rs[r].addr));
         let changed = if on {
@@ -478,6 +502,10 @@ impl Engine {
             self.drains.remove(&label)
         };
         self.vss[v].rs[r].drained = on;
+        if changed && !on && self.vss[v].cfg.slow_start.is_some() {
+            // Back from a drain: as good as a fresh start for its clients.
+            self.vss[v].rs[r].rising_since = Some(now);
+        }
         let mut events = Vec::new();
         if changed {
             events.push(EventKind::Action {
@@ -521,10 +549,21 @@ impl Engine {
                 let drained = self.drained(v, r);
                 let inhibit = self.vss[v].cfg.inhibit_on_failure;
                 let drain_timeout = self.vss[v].cfg.drain_timeout;
+                let slow_start = self.vss[v].cfg.slow_start;
                 let rs = &mut self.vss[v].rs[r];
                 let mut dest = rs.dest.clone();
                 if up && !drained {
                     rs.leaving_since = None;
+                    if let (Some(ss), Some(since)) = (slow_start, rs.rising_since) {
+                        match ramp(
+                            dest.settings.weight,
+                            now.saturating_duration_since(since),
+                            ss,
+                        ) {
+                            Some(w) => dest.settings.weight = w,
+                            None => rs.rising_since = None,
+                        }
+                    }
                     svc.dests.push(dest);
                     continue;
                 }
@@ -569,6 +608,14 @@ impl Engine {
             services.push(svc);
         }
         Table::new(services)
+    }
+
+    /// Whether some real server's weight is ramping up (`slow_start`): the
+    /// table then changes with time alone, and is synced every second.
+    pub fn ramping(&self) -> bool {
+        self.vss
+            .iter()
+            .any(|v| v.rs.iter().any(|r| r.rising_since.is_some()))
     }
 
     /// Whether some real server is leaving the table (at weight 0 while
@@ -673,6 +720,10 @@ impl Engine {
                                 checks: rs.health.as_ref().map_or(0, Health::checks),
                                 failures: rs.health.as_ref().map_or(0, Health::failures),
                                 drained: self.drained(v, r),
+                                slow_start_until: rs
+                                    .rising_since
+                                    .zip(vs.cfg.slow_start)
+                                    .map(|(t, ss)| unix(t + ss)),
                                 active_conns: k.map_or(0, |d| d.counters.active_conns),
                                 inactive_conns: k.map_or(0, |d| d.counters.inactive_conns),
                                 stats: k.map(|d| stats(&d.counters.stats)),
@@ -684,6 +735,20 @@ impl Engine {
             })
             .collect()
     }
+}
+
+/// The weight of a server `elapsed` into a slow start of `over`, rising
+/// in a straight line from 1 to `full` (never 0: at weight 0 IPVS sends
+/// it nothing, and the ramp would start late); None once it is over (or
+/// has reached `full`).
+fn ramp(full: u32, elapsed: Duration, over: Duration) -> Option<u32> {
+    if elapsed >= over || full <= 1 {
+        return None;
+    }
+    let share = elapsed.as_secs_f64() / over.as_secs_f64();
+    let w = ((f64::from(full) * share).ceil() as u32).clamp(1, full);
+    // At full weight the ramp is over, whatever time is left.
+    (w < full).then_some(w)
 }
 
 /// The sorry server as a real server of `vs`, for its forwarding.

@@ -249,7 +249,9 @@ fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
     let t0 = Instant::now();
     let kernel = ipvsctl::desired::table(&c).unwrap();
     let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
-    let ev = e.set_drain("web", "10.0.0.11", true).unwrap();
+    let ev = e
+        .set_drain(Instant::now(), "web", "10.0.0.11", true)
+        .unwrap();
     assert!(matches!(&ev[0], EventKind::Action { action, .. } if action == "drain"));
     assert!(
         ev.iter()
@@ -264,11 +266,12 @@ fn a_drained_server_stays_at_weight_zero_and_does_not_count_for_quorum() {
         0
     );
     assert!(
-        e.set_drain("web", "10.9.9.9", true)
+        e.set_drain(Instant::now(), "web", "10.9.9.9", true)
             .unwrap_err()
             .contains("no real server 10.9.9.9")
     );
-    e.set_drain("web", "10.0.0.11:80", false).unwrap();
+    e.set_drain(Instant::now(), "web", "10.0.0.11:80", false)
+        .unwrap();
     assert_eq!(
         e.desired(t0, &kernel).services[0]
             .dest(rs(11))
@@ -378,4 +381,107 @@ fn an_unchanged_virtual_server_is_kept_whole_across_a_reload() {
     for id in 0..2u32 {
         assert_eq!(e.subscribers[id as usize].len(), 2);
     }
+}
+
+fn slow_config() -> Config {
+    web_config(
+        "slow_start = \"10s\"\nscheduler = \"wlc\"",
+        "rise = 1\nfall = 1",
+        "",
+    )
+}
+
+#[test]
+fn a_server_that_comes_back_ramps_its_weight_over_slow_start() {
+    let c = slow_config();
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
+    // Adopted at start: serving already, so at full weight.
+    assert_eq!(
+        weights(&e.desired(t0, &kernel)),
+        [(rs(11), 10), (rs(12), 20)]
+    );
+    assert!(!e.ramping());
+    let p = probe_of(&e, 12);
+    e.record(t0, p, down());
+    let back = t0 + S;
+    let ev = e.record(back, p, up());
+    assert!(
+        matches!(&ev[0], EventKind::RealServerHealth { up: true, reason, .. } if reason.ends_with("; slow start over 10s")),
+        "{ev:?}"
+    );
+    assert!(e.ramping());
+    let weight_at = |e: &mut Engine, secs: u32| weights(&e.desired(back + secs * S, &kernel))[1].1;
+    // From 1 (never 0: IPVS would send it nothing) in a straight line.
+    assert_eq!([0, 1, 5, 9].map(|s| weight_at(&mut e, s)), [1, 2, 10, 18]);
+    assert_eq!(weight_at(&mut e, 10), 20);
+    assert!(!e.ramping(), "the ramp is over");
+    let st = e.status((back, 1_000_000), &kernel);
+    assert_eq!(st[0].real_servers[1].slow_start_until, None);
+}
+
+#[test]
+fn a_server_enabled_after_a_drain_ramps_and_one_going_down_stops_ramping() {
+    let c = slow_config();
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
+    e.set_drain(t0, "web", "10.0.0.11", true).unwrap();
+    assert_eq!(weights(&e.desired(t0, &kernel))[0], (rs(11), 0));
+    e.set_drain(t0 + S, "web", "10.0.0.11", false).unwrap();
+    assert_eq!(weights(&e.desired(t0 + S, &kernel))[0], (rs(11), 1));
+    let st = e.status((t0, 1_000_000), &kernel);
+    assert_eq!(st[0].real_servers[0].slow_start_until, Some(1_011_000));
+    // Down in the middle of its ramp: the next return starts over.
+    let p = probe_of(&e, 11);
+    e.record(t0 + 3 * S, p, down());
+    assert!(!e.ramping());
+    e.record(t0 + 4 * S, p, up());
+    assert_eq!(weights(&e.desired(t0 + 4 * S, &kernel))[0], (rs(11), 1));
+}
+
+#[test]
+fn without_slow_start_a_server_comes_back_at_its_full_weight() {
+    let c = config("");
+    let t0 = Instant::now();
+    let kernel = ipvsctl::desired::table(&c).unwrap();
+    let mut e = Engine::new(&c, t0, &kernel, BTreeSet::new()).unwrap();
+    let p = probe_of(&e, 12);
+    e.record(t0, p, down());
+    e.record(t0 + S, p, up());
+    assert!(!e.ramping());
+    assert_eq!(weights(&e.desired(t0 + S, &kernel))[1], (rs(12), 20));
+}
+
+#[test]
+fn a_ramp_rises_from_one_to_the_full_weight() {
+    let over = 10 * S;
+    assert_eq!(ramp(100, Duration::ZERO, over), Some(1));
+    assert_eq!(ramp(100, 5 * S, over), Some(50));
+    assert_eq!(ramp(100, over, over), None);
+    // Weight 1 has nowhere to rise from.
+    assert_eq!(ramp(1, S, over), None);
+}
+
+#[test]
+fn a_server_serving_before_its_first_check_is_not_ramped() {
+    // initial_state = "up" (the default): in the table at full weight
+    // before any check, so its first success changes nothing.
+    let c = slow_config();
+    let t0 = Instant::now();
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
+    let p = probe_of(&e, 12);
+    e.record(t0, p, up());
+    assert!(!e.ramping());
+    // initial_state = "down": its first success brings it in, in steps.
+    let c = web_config(
+        "slow_start = \"10s\"\ninitial_state = \"down\"",
+        "rise = 1\nfall = 1",
+        "",
+    );
+    let mut e = Engine::new(&c, t0, &Table::default(), BTreeSet::new()).unwrap();
+    let p = probe_of(&e, 12);
+    e.record(t0, p, up());
+    assert!(e.ramping());
 }

@@ -564,6 +564,16 @@ pub struct VirtualServer {
     /// deleted once its connections are gone or after this long.
     #[serde(default = "default_drain_timeout", with = "duration")]
     pub drain_timeout: Duration,
+    /// A real server that comes up (or is enabled after a drain) gets its
+    /// weight step by step over this long, from 1 to the full weight, so
+    /// a least-connection scheduler does not send it every new client at
+    /// once (HAProxy's `slowstart`). None: the full weight at once.
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slow_start: Option<Duration>,
     /// What a real server is taken to be before its first check result.
     #[serde(default)]
     pub initial_state: InitialState,
@@ -1233,7 +1243,8 @@ impl Config {
     /// What `--check` says about a valid file besides OK: settings that
     /// work but may not do what an operator hopes.
     pub fn notes(&self) -> Vec<String> {
-        self.vrrp_instances
+        let passwords = self
+            .vrrp_instances
             .iter()
             .filter(|i| i.auth_pass.is_some())
             .map(|i| {
@@ -1241,8 +1252,20 @@ impl Config {
                     "instance {}: auth_pass protects against misconfiguration (another virtual router with VRID {} on the segment), not attackers: the password is sent in clear text in every advert",
                     i.name, i.vrid
                 )
-            })
-            .collect()
+            });
+        // These schedulers never read a weight (the kernel's ip_vs_rr,
+        // ip_vs_lc, ip_vs_dh): a ramp of weights changes nothing.
+        let ramps = self
+            .virtual_servers
+            .iter()
+            .filter(|v| v.slow_start.is_some() && matches!(v.scheduler.as_str(), "rr" | "lc" | "dh"))
+            .map(|v| {
+                format!(
+                    "virtual server {}: slow_start has no effect with scheduler {}, which ignores weights (use wrr, wlc, sed, ...)",
+                    v.name, v.scheduler
+                )
+            });
+        passwords.chain(ramps).collect()
     }
 
     /// Path of a daemon's control socket: `<socket_dir>/<daemon>.sock`.

@@ -795,6 +795,17 @@ fn virtual_server(v: &mut V<'_>, i: usize, vs: &VirtualServer) {
             );
         }
     }
+    if let Some(ss) = vs.slow_start {
+        if ss < Duration::from_secs(1) || ss > Duration::from_secs(3600) {
+            v.err(
+                p![T, i, "slow_start"],
+                format!(
+                    "slow_start {} is out of range: allowed 1s to 1h (weights move once a second)",
+                    super::format_duration(ss)
+                ),
+            );
+        }
+    }
     if !SCHEDULERS.contains(&vs.scheduler.as_str()) {
         v.err(
             p![T, i, "scheduler"],

@@ -200,6 +200,9 @@ fn virtual_server_views(vss: &[&VirtualServerStatus], now: UnixMillis) -> Vec<Vi
                         reason: r.reason.clone(),
                         since: ago(now, r.since),
                         weight: match r.kernel_weight {
+                            Some(k) if r.slow_start_until.is_some() => {
+                                format!("{} (kernel {k}, slow start)", r.weight)
+                            }
                             Some(k) if k != r.weight => format!("{} (kernel {k})", r.weight),
                             Some(_) => r.weight.to_string(),
                             None => format!("{} (not in table)", r.weight),
@@ -354,6 +357,7 @@ mod tests {
                     checks: 0,
                     failures: 0,
                     drained: false,
+                    slow_start_until: None,
                     active_conns: 0,
                     inactive_conns: 0,
                     stats: None,
