@@ -33,6 +33,19 @@ pub struct Http {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Dns {
+    pub target: SocketAddr,
+    pub source: Option<IpAddr>,
+    /// Fully qualified ("example.com.").
+    pub name: String,
+    /// Upper case: "A", "SOA".
+    pub qtype: String,
+    /// Upper case: "NOERROR".
+    pub rcode: String,
+    pub answer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tls {
     pub sni: Option<String>,
     pub verify: bool,
@@ -50,6 +63,14 @@ pub enum Kind {
         send: Option<String>,
         expect: Option<String>,
     },
+    Udp {
+        target: SocketAddr,
+        source: Option<IpAddr>,
+        send: String,
+        /// None: up unless an ICMP port unreachable comes back.
+        expect: Option<String>,
+    },
+    Dns(Dns),
     Http(Http),
     Script {
         argv: Vec<String>,
@@ -95,6 +116,31 @@ pub fn probe_for(vs: &VirtualServer, rs: &RealServer) -> Option<(ProbeSpec, Thre
             send: c.send.clone(),
             expect: c.expect.clone(),
         },
+        CheckType::Udp => Kind::Udp {
+            target,
+            source,
+            send: c.send.clone().unwrap_or_default(),
+            expect: c.expect.clone(),
+        },
+        CheckType::Dns => Kind::Dns(Dns {
+            target,
+            source,
+            name: {
+                let n = c.query_name.clone().unwrap_or_else(|| ".".into());
+                if n.ends_with('.') { n } else { format!("{n}.") }
+            },
+            qtype: c
+                .query_type
+                .as_deref()
+                .unwrap_or("SOA")
+                .to_ascii_uppercase(),
+            rcode: c
+                .expect_rcode
+                .as_deref()
+                .unwrap_or("NOERROR")
+                .to_ascii_uppercase(),
+            answer: c.expect_answer.clone(),
+        }),
         CheckType::Http | CheckType::Https => Kind::Http(Http {
             target,
             source,
@@ -144,6 +190,11 @@ impl ProbeSpec {
             Kind::Icmp { .. } => format!("icmp echo every {every}"),
             Kind::Tcp { send: Some(_), .. } => format!("tcp connect and exchange every {every}"),
             Kind::Tcp { .. } => format!("tcp connect every {every}"),
+            Kind::Udp {
+                expect: Some(_), ..
+            } => format!("udp exchange every {every}"),
+            Kind::Udp { .. } => format!("udp datagram (no port unreachable) every {every}"),
+            Kind::Dns(d) => format!("dns {} {} every {every}", d.qtype, d.name),
             Kind::Http(h) => format!(
                 "{} GET {} every {every}",
                 if h.tls.is_some() { "https" } else { "http" },

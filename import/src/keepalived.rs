@@ -87,6 +87,8 @@ const CHECKERS: &[&str] = &[
     "TCP_CHECK",
     "MISC_CHECK",
     "PING_CHECK",
+    "DNS_CHECK",
+    "UDP_CHECK",
 ];
 
 pub fn import(nodes: &[Node], findings: &[Finding]) -> Imported {
@@ -207,6 +209,39 @@ impl Cx {
             Ok(s) if s >= 0.0 && s.is_finite() => Some(s),
             _ => {
                 self.not(n, &format!("{v:?} is not a number of seconds"));
+                None
+            }
+        }
+    }
+
+    /// A keyword's hexadecimal bytes (UDP_CHECK's `payload`,
+    /// `require_reply`) as the text tandem's `send` / `expect` hold: bytes
+    /// that are not UTF-8 cannot be written in TOML and are not carried.
+    fn hex_text(&mut self, n: &Node) -> Option<String> {
+        let v = self.arg(n)?.to_string();
+        let hex = v.trim_start_matches("0x");
+        let bytes: Option<Vec<u8>> = (hex.len() % 2 == 0)
+            .then(|| {
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| {
+                        hex.get(i..i + 2)
+                            .and_then(|b| u8::from_str_radix(b, 16).ok())
+                    })
+                    .collect()
+            })
+            .flatten();
+        match bytes.map(String::from_utf8) {
+            Some(Ok(text)) => Some(text),
+            Some(Err(_)) => {
+                self.not(
+                    n,
+                    "bytes that are not UTF-8 text: tandem's udp check sends and expects text",
+                );
+                None
+            }
+            None => {
+                self.not(n, &format!("{v:?} is not hexadecimal bytes"));
                 None
             }
         }
@@ -1061,7 +1096,8 @@ impl Cx {
                         let _ = writeln!(out, "forwarding = {}", q(&m.to_lowercase()));
                     }
                 }
-                "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" | "PING_CHECK" => {
+                "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" | "PING_CHECK"
+                | "DNS_CHECK" | "UDP_CHECK" => {
                     if probe.is_some() {
                         self.not(
                             n,
@@ -1083,15 +1119,15 @@ impl Cx {
                         // A fwmark service has no port of its own: the
                         // check goes to the port the real server was
                         // written with.
-                        if vs_port.is_none() && p.port.is_none() && matches!(p.kind, "tcp" | "http" | "https") {
+                        if vs_port.is_none() && p.port.is_none() && matches!(p.kind, "tcp" | "udp" | "dns" | "http" | "https") {
                             p.port = written_port.map(i64::from);
                         }
                         (p, notes)
                     });
                 }
-                "DNS_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "BFD_CHECK" | "FILE_CHECK" => self.not(
+                "SMTP_CHECK" | "BFD_CHECK" | "FILE_CHECK" => self.not(
                     n,
-                    "tandem has icmp, tcp, http, https and script checks: write this one as a script check",
+                    "tandem has icmp, tcp, udp, dns, http, https and script checks: write this one as a script check",
                 ),
                 "notify_up" | "notify_down" => self.not(
                     n,
@@ -1111,16 +1147,19 @@ impl Cx {
                 "SSL_GET" => "https",
                 "TCP_CHECK" => "tcp",
                 "MISC_CHECK" => "script",
+                "DNS_CHECK" => "dns",
+                "UDP_CHECK" => "udp",
                 _ => "icmp",
             },
             interval,
             timeout: KEEPALIVED_CONNECT_TIMEOUT_S,
             // keepalived's MISC_CHECK sets its own default: no retry
             // (check_misc.c, `default_retry = 0`).
-            retry: if c.keyword == "MISC_CHECK" {
-                0
-            } else {
-                KEEPALIVED_RETRY
+            retry: match c.keyword.as_str() {
+                "MISC_CHECK" => 0,
+                // check_dns.h: DNS_DEFAULT_RETRY.
+                "DNS_CHECK" => 3,
+                _ => KEEPALIVED_RETRY,
             },
             host: host.map(str::to_string),
             // keepalived's script_user runs MISC_CHECK scripts too.
@@ -1170,6 +1209,21 @@ impl Cx {
                     "tandem does not set weights from a script's exit status; the script passes (0) or fails",
                 ),
                 "http_protocol" => self.shift(n, "tandem's http check speaks HTTP/1.1"),
+                "type" if p.kind == "dns" => p.query_type = self.arg(n).map(str::to_uppercase),
+                "name" if p.kind == "dns" => p.query_name = self.arg(n).map(str::to_string),
+                "payload" if p.kind == "udp" => p.send = self.hex_text(n),
+                "require_reply" if p.kind == "udp" => {
+                    // With bytes: the reply must start with them; without,
+                    // any reply will do.
+                    p.expect = match n.words().first() {
+                        Some(_) => self.hex_text(n),
+                        None => Some(String::new()),
+                    };
+                }
+                "min_reply_length" | "max_reply_length" if p.kind == "udp" => self.not(
+                    n,
+                    "tandem compares the start of a reply with `expect`, not its length",
+                ),
                 "warmup" => self.not(n, "no equivalent in tandem"),
                 _ => self.not(n, "no equivalent in tandem"),
             }
@@ -1327,6 +1381,10 @@ struct Probe {
     sni: bool,
     command: Vec<String>,
     user: Option<String>,
+    query_type: Option<String>,
+    query_name: Option<String>,
+    send: Option<String>,
+    expect: Option<String>,
 }
 
 impl Probe {
@@ -1341,8 +1399,17 @@ impl Probe {
             self.sni,
             &self.command,
             &self.user,
+            (&self.query_type, &self.query_name, &self.send, &self.expect),
         ) == (
-            o.kind, &o.path, &o.digest, &o.status, &o.host, o.sni, &o.command, &o.user,
+            o.kind,
+            &o.path,
+            &o.digest,
+            &o.status,
+            &o.host,
+            o.sni,
+            &o.command,
+            &o.user,
+            (&o.query_type, &o.query_name, &o.send, &o.expect),
         )
     }
 
@@ -1402,6 +1469,16 @@ impl Probe {
         }
         if let Some(p) = &self.path {
             let _ = writeln!(s, "path = {}", q(p));
+        }
+        for (key, value) in [
+            ("query_name", &self.query_name),
+            ("query_type", &self.query_type),
+            ("send", &self.send),
+            ("expect", &self.expect),
+        ] {
+            if let Some(v) = value {
+                let _ = writeln!(s, "{key} = {}", q(v));
+            }
         }
         if let Some(h) = &self.host {
             if matches!(self.kind, "http" | "https") {

@@ -112,6 +112,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_udp_check_carries_its_payload_and_wanted_reply_as_text() {
+        let i = import(
+            "virtual_server 10.0.0.1 5060 {\n  delay_loop 5\n  protocol UDP\n  real_server 10.0.0.11 5060 {\n    UDP_CHECK {\n      connect_timeout 2\n      payload 4f5054494f4e53\n      require_reply 5349502f\n      min_reply_length 4\n    }\n  }\n  real_server 10.0.0.12 5060 {\n    UDP_CHECK {\n      connect_timeout 2\n      payload 4f5054494f4e53\n      require_reply 5349502f\n    }\n  }\n}\n",
+        );
+        assert!(i.toml.contains("type = \"udp\"\n"), "{}", i.toml);
+        assert!(i.toml.contains("send = \"OPTIONS\"\n"), "{}", i.toml);
+        assert!(i.toml.contains("expect = \"SIP/\"\n"), "{}", i.toml);
+        let notes: Vec<String> = i.notes.iter().map(|n| n.to_string()).collect();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("not carried: min_reply_length")),
+            "{notes:?}"
+        );
+        // The second server's check is the same kind: no "differs" note.
+        assert!(!notes.iter().any(|n| n.contains("differs")), "{notes:?}");
+        // require_reply without bytes: any reply.
+        let i = import(
+            "virtual_server 10.0.0.1 53 {\n  protocol UDP\n  real_server 10.0.0.11 53 {\n    UDP_CHECK {\n      require_reply\n    }\n  }\n}\n",
+        );
+        assert!(i.toml.contains("expect = \"\"\n"), "{}", i.toml);
+    }
+
     /// A small deterministic generator: the same inputs on every run.
     struct Rng(u64);
 

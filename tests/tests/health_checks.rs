@@ -490,3 +490,136 @@ fn a_reload_keeps_the_state_of_unchanged_servers() {
         "a refused reload keeps everything"
     );
 }
+
+/// Real server `i` answers every ICMP error at once: the kernel's rate
+/// limit (net.ipv4.icmp_ratelimit, one a second per peer after a burst)
+/// would otherwise keep most port unreachables from checks every 200 ms.
+fn icmp_unlimited(net: &Net, i: usize) {
+    net.lab
+        .exec_ok(&net.rs[i], &["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"]);
+}
+
+#[test]
+fn dns_checks_see_the_answer_the_response_code_and_silence() {
+    let Some(net) = net("hc_dns", 1) else { return };
+    icmp_unlimited(&net, 0);
+    let dnsmasq = net.lab.spawn(
+        &net.rs[0],
+        "dnsmasq",
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--user=root",
+            "--bind-interfaces",
+            "--listen-address=10.88.0.11",
+            "--port=53",
+            "--address=/www.example.test/192.0.2.80",
+        ],
+    );
+    let check = |name: &str, answer: &str| {
+        format!(
+            "type = \"dns\"\nport = 53\nquery_name = \"{name}\"\nquery_type = \"A\"\nexpect_answer = \"{answer}\""
+        )
+    };
+    let mut toml = vs(
+        "dns-ok",
+        53,
+        &check("www.example.test", "192.0.2.80"),
+        &["10.88.0.11:53"],
+    );
+    toml.push_str(&vs(
+        "dns-wrong",
+        54,
+        &check("www.example.test", "192.0.2.81"),
+        &["10.88.0.11:54"],
+    ));
+    toml.push_str(&vs(
+        "dns-unknown",
+        55,
+        "type = \"dns\"\nport = 53\nquery_name = \"nobody.test\"",
+        &["10.88.0.11:55"],
+    ));
+    let hd = Healthd::start(&net.lab, &net.lb, &toml);
+    let (_, reason) = hd.wait_health("dns-ok", "10.88.0.11:53", Up, T);
+    assert_eq!(
+        reason,
+        "DNS NOERROR with 192.0.2.80",
+        "{}",
+        dnsmasq.output()
+    );
+    let (_, reason) = hd.wait_health("dns-wrong", "10.88.0.11:54", Down, T);
+    assert_eq!(reason, "DNS answer 192.0.2.80, expected 192.0.2.81");
+    let (_, reason) = hd.wait_health("dns-unknown", "10.88.0.11:55", Down, T);
+    assert!(
+        reason.starts_with("DNS ") && reason.ends_with(", expected NOERROR"),
+        "{reason}"
+    );
+    // The server gone: the port answers unreachable.
+    dnsmasq.signal(libc::SIGKILL);
+    let (_, reason) = hd.wait_health("dns-ok", "10.88.0.11:53", Down, DETECT);
+    assert_eq!(reason, "port unreachable (ICMP)");
+    // Dropped on the way: silence until the timeout.
+    net.lab.drop_protocol(&net.rs[0], 17);
+    let r = wait_reason(&hd, "dns-ok", "10.88.0.11:53", "no DNS answer within 100ms");
+    assert!(
+        r.is_some(),
+        "{:?}",
+        hd.real_server("dns-ok", "10.88.0.11:53")
+    );
+}
+
+/// Waits until the last check's reason is `want`.
+fn wait_reason(hd: &Healthd, vs: &str, rs: &str, want: &str) -> Option<Duration> {
+    netns::wait_until(T, || {
+        hd.real_server(vs, rs)
+            .last_check
+            .is_some_and(|c| c.reason == want)
+    })
+}
+
+#[test]
+fn udp_checks_want_the_expected_reply_or_no_port_unreachable() {
+    let Some(net) = net("hc_udp", 1) else { return };
+    icmp_unlimited(&net, 0);
+    let _echo = net.lab.spawn(
+        &net.rs[0],
+        "udp-echo",
+        &[
+            "python3",
+            "-c",
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('10.88.0.11', 9999))\nwhile True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'pong ' + d, a)\n",
+        ],
+    );
+    let mut toml = vs(
+        "echo",
+        9999,
+        "type = \"udp\"\nsend = \"ping\"\nexpect = \"pong ping\"",
+        &["10.88.0.11:9999"],
+    );
+    toml.push_str(&vs(
+        "silent",
+        9998,
+        "type = \"udp\"\nsend = \"ping\"",
+        &["10.88.0.11:9998"],
+    ));
+    let hd = Healthd::start(&net.lab, &net.lb, &toml);
+    let (_, reason) = hd.wait_health("echo", "10.88.0.11:9999", Up, T);
+    assert_eq!(reason, "expected reply");
+    // Nothing listens on 9998: the port answers unreachable.
+    let (_, reason) = hd.wait_health("silent", "10.88.0.11:9998", Down, T);
+    assert_eq!(reason, "port unreachable (ICMP)");
+    // With UDP dropped, no unreachable comes back: a check without
+    // `expect` passes (keepalived's UDP_CHECK without require_reply), one
+    // with `expect` fails.
+    net.lab.drop_protocol(&net.rs[0], 17);
+    let (_, reason) = hd.wait_health("silent", "10.88.0.11:9998", Up, DETECT);
+    assert_eq!(reason, "no port unreachable within 100ms");
+    let (_, reason) = hd.wait_health("echo", "10.88.0.11:9999", Down, DETECT);
+    assert_eq!(reason, "no reply within 100ms");
+    net.lab.undrop(&net.rs[0]);
+    hd.wait_health("echo", "10.88.0.11:9999", Up, DETECT);
+}

@@ -3,9 +3,11 @@
 //! events ("HTTP 503", "connection refused", "timeout after 1s"); none
 //! takes longer than its spec's timeout.
 
+mod dns;
 mod http;
 mod icmp;
 mod tcp;
+mod udp;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +19,10 @@ use tandem_model::exec::{self, RunAs};
 
 use crate::health::Outcome;
 use crate::spec::{Kind, ProbeSpec};
+
+/// How much longer than its timeout a check that bounds its own wait
+/// (udp) may take before it counts as timed out.
+const SLACK: Duration = Duration::from_millis(100);
 
 /// What probes share: TLS configurations, ICMP sockets, kept-alive HTTP
 /// connections.
@@ -128,6 +134,28 @@ impl Prober {
                     Err(_) => timed_out(),
                 }
             }
+            Kind::Udp {
+                target,
+                source,
+                send,
+                expect,
+            } => {
+                // The check bounds its own wait: without `expect`, a
+                // timeout is its success. The outer bound only catches a
+                // send that never returns.
+                let check = udp::check(*target, *source, send, expect, spec.timeout);
+                match tokio::time::timeout(spec.timeout + SLACK, check).await {
+                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
+                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
+                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
+                    Err(_) => timed_out(),
+                }
+            }
+            Kind::Dns(d) => match dns::check(d, spec.timeout).await {
+                Ok(reason) => Outcome::up(reason, start.elapsed()),
+                Err(Failed::Server(reason)) => Outcome::down(reason, start.elapsed()),
+                Err(Failed::Local(reason)) => Outcome::local(reason),
+            },
             Kind::Http(h) => {
                 match tokio::time::timeout(spec.timeout, self.http.check(spec, h)).await {
                     Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),

@@ -657,6 +657,11 @@ pub struct RealServer {
 pub enum CheckType {
     Icmp,
     Tcp,
+    /// A datagram; up on the expected reply, or (without `expect`) when no
+    /// ICMP port unreachable came back within the timeout.
+    Udp,
+    /// A DNS query over UDP: up on the expected response code (and answer).
+    Dns,
     Http,
     Https,
     Script,
@@ -696,13 +701,27 @@ pub struct Check {
         skip_serializing_if = "Option::is_none"
     )]
     pub source: Option<IpAddr>,
-    // tcp
-    /// Bytes to send after connecting (tcp).
+    // tcp, udp
+    /// Bytes to send after connecting (tcp), or the datagram (udp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send: Option<String>,
-    /// Bytes the answer must start with (tcp).
+    /// Bytes the answer must start with (tcp, udp; "" for any reply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    // dns
+    /// The name asked for ("." by default, as keepalived's DNS_CHECK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_name: Option<String>,
+    /// The record type asked for (SOA by default, as keepalived's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_type: Option<String>,
+    /// The response code that passes (NOERROR by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_rcode: Option<String>,
+    /// An answer record's data that must be among the answers
+    /// ("192.0.2.53", "10 mail.example.com.").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_answer: Option<String>,
     // http, https
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,

@@ -1065,7 +1065,8 @@ fn applies(kind: CheckType, key: &str) -> bool {
     use CheckType::*;
     match key {
         "port" | "address" | "source" => kind != Script && !(kind == Icmp && key == "port"),
-        "send" | "expect" => kind == Tcp,
+        "send" | "expect" => matches!(kind, Tcp | Udp),
+        "query_name" | "query_type" | "expect_rcode" | "expect_answer" => kind == Dns,
         "path" | "host" | "expect_status" | "body_contains" | "body_regex" | "body_md5"
         | "keepalive" => matches!(kind, Http | Https),
         "sni" | "tls_verify" => kind == Https,
@@ -1078,6 +1079,8 @@ fn kind_name(kind: CheckType) -> &'static str {
     match kind {
         CheckType::Icmp => "icmp",
         CheckType::Tcp => "tcp",
+        CheckType::Udp => "udp",
+        CheckType::Dns => "dns",
         CheckType::Http => "http",
         CheckType::Https => "https",
         CheckType::Script => "script",
@@ -1087,12 +1090,16 @@ fn kind_name(kind: CheckType) -> &'static str {
 fn check_table(v: &mut V<'_>, i: usize, c: &Check) {
     const T: &str = "virtual_server";
     let path = |key: &'static str| p![T, i, "check", key];
-    let set: [(&'static str, bool); 16] = [
+    let set: [(&'static str, bool); 20] = [
         ("port", c.port.is_some()),
         ("address", c.address.is_some()),
         ("source", c.source.is_some()),
         ("send", c.send.is_some()),
         ("expect", c.expect.is_some()),
+        ("query_name", c.query_name.is_some()),
+        ("query_type", c.query_type.is_some()),
+        ("expect_rcode", c.expect_rcode.is_some()),
+        ("expect_answer", c.expect_answer.is_some()),
         ("path", c.path.is_some()),
         ("host", c.host.is_some()),
         ("expect_status", !c.expect_status.is_empty()),
@@ -1178,7 +1185,46 @@ fn check_table(v: &mut V<'_>, i: usize, c: &Check) {
     if c.kind == CheckType::Script {
         check_command(v, path("command"), &c.command);
     }
+    if let Some(t) = &c.query_type {
+        if !DNS_TYPES.contains(&t.to_ascii_uppercase().as_str()) {
+            v.err(
+                path("query_type"),
+                format!(
+                    "unknown DNS record type \"{t}\": allowed {}",
+                    DNS_TYPES.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(r) = &c.expect_rcode {
+        if !DNS_RCODES.contains(&r.to_ascii_uppercase().as_str()) {
+            v.err(
+                path("expect_rcode"),
+                format!(
+                    "unknown DNS response code \"{r}\": allowed {}",
+                    DNS_RCODES.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(n) = &c.query_name {
+        if n.is_empty() || n.len() > 253 || n.split('.').any(|l| l.len() > 63) {
+            v.err(
+                path("query_name"),
+                format!("\"{n}\" is not a DNS name (at most 253 characters, labels of at most 63)"),
+            );
+        }
+    }
 }
+
+/// The record types a dns check may ask for.
+pub const DNS_TYPES: &[&str] = &[
+    "A", "AAAA", "CAA", "CNAME", "DNSKEY", "DS", "MX", "NS", "PTR", "SOA", "SRV", "TXT",
+];
+/// The response codes a dns check may expect (RFC 1035 4.1.1, RFC 2136).
+pub const DNS_RCODES: &[&str] = &[
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
+];
 
 fn check_override(v: &mut V<'_>, i: usize, j: usize, vs: &VirtualServer, o: &CheckOverride) {
     const T: &str = "virtual_server";
