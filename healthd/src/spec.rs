@@ -71,6 +71,14 @@ pub enum Kind {
         expect: Option<String>,
     },
     Dns(Dns),
+    Smtp {
+        target: SocketAddr,
+        source: Option<IpAddr>,
+        /// None: the local address as a literal.
+        helo: Option<String>,
+        /// Some: STARTTLS, with this SNI and verification.
+        tls: Option<Tls>,
+    },
     Http(Http),
     Script {
         argv: Vec<String>,
@@ -141,6 +149,15 @@ pub fn probe_for(vs: &VirtualServer, rs: &RealServer) -> Option<(ProbeSpec, Thre
                 .to_ascii_uppercase(),
             answer: c.expect_answer.clone(),
         }),
+        CheckType::Smtp => Kind::Smtp {
+            target,
+            source,
+            helo: c.helo_name.clone(),
+            tls: c.starttls.then(|| Tls {
+                sni: c.sni.clone(),
+                verify: c.tls_verify.unwrap_or(true),
+            }),
+        },
         CheckType::Http | CheckType::Https => Kind::Http(Http {
             target,
             source,
@@ -195,6 +212,8 @@ impl ProbeSpec {
             } => format!("udp exchange every {every}"),
             Kind::Udp { .. } => format!("udp datagram (no port unreachable) every {every}"),
             Kind::Dns(d) => format!("dns {} {} every {every}", d.qtype, d.name),
+            Kind::Smtp { tls: Some(_), .. } => format!("smtp EHLO and STARTTLS every {every}"),
+            Kind::Smtp { .. } => format!("smtp EHLO every {every}"),
             Kind::Http(h) => format!(
                 "{} GET {} every {every}",
                 if h.tls.is_some() { "https" } else { "http" },

@@ -89,6 +89,7 @@ const CHECKERS: &[&str] = &[
     "PING_CHECK",
     "DNS_CHECK",
     "UDP_CHECK",
+    "SMTP_CHECK",
 ];
 
 pub fn import(nodes: &[Node], findings: &[Finding]) -> Imported {
@@ -1097,7 +1098,7 @@ impl Cx {
                     }
                 }
                 "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" | "PING_CHECK"
-                | "DNS_CHECK" | "UDP_CHECK" => {
+                | "DNS_CHECK" | "UDP_CHECK" | "SMTP_CHECK" => {
                     if probe.is_some() {
                         self.not(
                             n,
@@ -1119,15 +1120,15 @@ impl Cx {
                         // A fwmark service has no port of its own: the
                         // check goes to the port the real server was
                         // written with.
-                        if vs_port.is_none() && p.port.is_none() && matches!(p.kind, "tcp" | "udp" | "dns" | "http" | "https") {
+                        if vs_port.is_none() && p.port.is_none() && matches!(p.kind, "tcp" | "udp" | "dns" | "smtp" | "http" | "https") {
                             p.port = written_port.map(i64::from);
                         }
                         (p, notes)
                     });
                 }
-                "SMTP_CHECK" | "BFD_CHECK" | "FILE_CHECK" => self.not(
+                "BFD_CHECK" | "FILE_CHECK" => self.not(
                     n,
-                    "tandem has icmp, tcp, udp, dns, http, https and script checks: write this one as a script check",
+                    "tandem has icmp, tcp, udp, dns, smtp, http, https and script checks: write this one as a script check",
                 ),
                 "notify_up" | "notify_down" => self.not(
                     n,
@@ -1149,6 +1150,7 @@ impl Cx {
                 "MISC_CHECK" => "script",
                 "DNS_CHECK" => "dns",
                 "UDP_CHECK" => "udp",
+                "SMTP_CHECK" => "smtp",
                 _ => "icmp",
             },
             interval,
@@ -1209,6 +1211,11 @@ impl Cx {
                     "tandem does not set weights from a script's exit status; the script passes (0) or fails",
                 ),
                 "http_protocol" => self.shift(n, "tandem's http check speaks HTTP/1.1"),
+                "helo_name" if p.kind == "smtp" => p.helo = self.arg(n).map(str::to_string),
+                "host" if p.kind == "smtp" => self.not(
+                    n,
+                    "SMTP_CHECK's host blocks (keepalived 1.x) check other addresses: give each its own real server",
+                ),
                 "type" if p.kind == "dns" => p.query_type = self.arg(n).map(str::to_uppercase),
                 "name" if p.kind == "dns" => p.query_name = self.arg(n).map(str::to_string),
                 "payload" if p.kind == "udp" => p.send = self.hex_text(n),
@@ -1385,6 +1392,7 @@ struct Probe {
     query_name: Option<String>,
     send: Option<String>,
     expect: Option<String>,
+    helo: Option<String>,
 }
 
 impl Probe {
@@ -1399,7 +1407,13 @@ impl Probe {
             self.sni,
             &self.command,
             &self.user,
-            (&self.query_type, &self.query_name, &self.send, &self.expect),
+            (
+                &self.query_type,
+                &self.query_name,
+                &self.send,
+                &self.expect,
+                &self.helo,
+            ),
         ) == (
             o.kind,
             &o.path,
@@ -1409,7 +1423,7 @@ impl Probe {
             o.sni,
             &o.command,
             &o.user,
-            (&o.query_type, &o.query_name, &o.send, &o.expect),
+            (&o.query_type, &o.query_name, &o.send, &o.expect, &o.helo),
         )
     }
 
@@ -1475,6 +1489,7 @@ impl Probe {
             ("query_type", &self.query_type),
             ("send", &self.send),
             ("expect", &self.expect),
+            ("helo_name", &self.helo),
         ] {
             if let Some(v) = value {
                 let _ = writeln!(s, "{key} = {}", q(v));

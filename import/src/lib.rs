@@ -136,6 +136,20 @@ mod tests {
         assert!(i.toml.contains("expect = \"\"\n"), "{}", i.toml);
     }
 
+    #[test]
+    fn an_smtp_check_carries_its_helo_name() {
+        let i = import(
+            "virtual_server 10.0.0.1 25 {\n  delay_loop 10\n  protocol TCP\n  real_server 10.0.0.11 25 {\n    SMTP_CHECK {\n      connect_timeout 5\n      helo_name lb.example\n    }\n  }\n}\n",
+        );
+        assert!(i.toml.contains("type = \"smtp\"\n"), "{}", i.toml);
+        assert!(
+            i.toml.contains("helo_name = \"lb.example\"\n"),
+            "{}",
+            i.toml
+        );
+        assert!(i.complete(), "{:?}", i.notes);
+    }
+
     /// A small deterministic generator: the same inputs on every run.
     struct Rng(u64);
 

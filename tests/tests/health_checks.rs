@@ -623,3 +623,67 @@ fn udp_checks_want_the_expected_reply_or_no_port_unreachable() {
     net.lab.undrop(&net.rs[0]);
     hd.wait_health("echo", "10.88.0.11:9999", Up, DETECT);
 }
+
+#[test]
+fn smtp_checks_want_the_greeting_ehlo_and_starttls_when_asked() {
+    let Some(net) = net("hc_smtp", 1) else { return };
+    let _plain = TestServer::start(&net.lab, &net.rs[0], &["10.88.0.11:25"], "ok", &["--smtp"]);
+    let _tls = TestServer::start(
+        &net.lab,
+        &net.rs[0],
+        &["10.88.0.11:587"],
+        "ok",
+        &["--smtp", "--tls"],
+    );
+    let busy = TestServer::start(
+        &net.lab,
+        &net.rs[0],
+        &["10.88.0.11:2525"],
+        "status 421",
+        &["--smtp"],
+    );
+    let mut toml = vs(
+        "mail",
+        25,
+        "type = \"smtp\"\nhelo_name = \"lb.example\"",
+        &["10.88.0.11:25"],
+    );
+    toml.push_str(&vs(
+        "submission",
+        587,
+        "type = \"smtp\"\nstarttls = true\ntls_verify = false\nsni = \"test.invalid\"",
+        &["10.88.0.11:587"],
+    ));
+    // A server that offers no STARTTLS fails a check that wants it.
+    toml.push_str(&vs(
+        "wants-tls",
+        26,
+        "type = \"smtp\"\nport = 25\nstarttls = true",
+        &["10.88.0.11:26"],
+    ));
+    // Verified against the system's roots, the self-signed certificate fails.
+    toml.push_str(&vs(
+        "strict",
+        588,
+        "type = \"smtp\"\nport = 587\nstarttls = true\nsni = \"test.invalid\"",
+        &["10.88.0.11:588"],
+    ));
+    toml.push_str(&vs("busy", 2525, "type = \"smtp\"", &["10.88.0.11:2525"]));
+    let hd = Healthd::start(&net.lab, &net.lb, &toml);
+    let (_, reason) = hd.wait_health("mail", "10.88.0.11:25", Up, T);
+    assert_eq!(reason, "SMTP 250");
+    let (_, reason) = hd.wait_health("submission", "10.88.0.11:587", Up, T);
+    assert_eq!(reason, "SMTP 250 after STARTTLS");
+    let (_, reason) = hd.wait_health("wants-tls", "10.88.0.11:26", Down, T);
+    assert_eq!(reason, "SMTP: STARTTLS not offered");
+    let (_, reason) = hd.wait_health("strict", "10.88.0.11:588", Down, T);
+    assert!(
+        reason.starts_with("TLS: ") && reason.contains("UnknownIssuer"),
+        "{reason}"
+    );
+    let (_, reason) = hd.wait_health("busy", "10.88.0.11:2525", Down, T);
+    assert_eq!(reason, "SMTP greeting 421 mx.test not today");
+    // The busy server recovers.
+    busy.set("ok");
+    hd.wait_health("busy", "10.88.0.11:2525", Up, DETECT);
+}

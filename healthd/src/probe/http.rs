@@ -62,6 +62,16 @@ impl HttpProber {
         })
     }
 
+    /// The TLS client configuration, verifying certificates or not (the
+    /// smtp check's STARTTLS shares it).
+    pub fn tls(&self, verify: bool) -> Arc<rustls::ClientConfig> {
+        if verify {
+            self.verify.clone()
+        } else {
+            self.no_verify.clone()
+        }
+    }
+
     /// Drops a kept-alive connection (after a timeout it may be wedged).
     pub fn forget(&self, spec: &ProbeSpec) {
         self.kept.lock().expect("not poisoned").remove(spec);

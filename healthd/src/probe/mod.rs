@@ -6,6 +6,7 @@
 mod dns;
 mod http;
 mod icmp;
+mod smtp;
 mod tcp;
 mod udp;
 
@@ -156,6 +157,22 @@ impl Prober {
                 Err(Failed::Server(reason)) => Outcome::down(reason, start.elapsed()),
                 Err(Failed::Local(reason)) => Outcome::local(reason),
             },
+            Kind::Smtp {
+                target,
+                source,
+                helo,
+                tls,
+            } => {
+                let tls = tls.as_ref().map(|t| (t, self.http.tls(t.verify)));
+                match tokio::time::timeout(spec.timeout, smtp::check(*target, *source, helo, tls))
+                    .await
+                {
+                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
+                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
+                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
+                    Err(_) => timed_out(),
+                }
+            }
             Kind::Http(h) => {
                 match tokio::time::timeout(spec.timeout, self.http.check(spec, h)).await {
                     Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),

@@ -662,6 +662,9 @@ pub enum CheckType {
     Udp,
     /// A DNS query over UDP: up on the expected response code (and answer).
     Dns,
+    /// SMTP: the 220 banner, 250 to EHLO, optionally STARTTLS and EHLO
+    /// again inside TLS.
+    Smtp,
     Http,
     Https,
     Script,
@@ -741,7 +744,15 @@ pub struct Check {
     /// fresh connection).
     #[serde(default)]
     pub keepalive: bool,
-    // https
+    // smtp
+    /// The name sent with EHLO; the director's address as a literal
+    /// ("[192.0.2.1]", RFC 5321 4.1.3) by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo_name: Option<String>,
+    /// Upgrade with STARTTLS (RFC 3207) and say EHLO again inside TLS.
+    #[serde(default)]
+    pub starttls: bool,
+    // https, smtp with starttls
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

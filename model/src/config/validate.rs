@@ -1069,7 +1069,8 @@ fn applies(kind: CheckType, key: &str) -> bool {
         "query_name" | "query_type" | "expect_rcode" | "expect_answer" => kind == Dns,
         "path" | "host" | "expect_status" | "body_contains" | "body_regex" | "body_md5"
         | "keepalive" => matches!(kind, Http | Https),
-        "sni" | "tls_verify" => kind == Https,
+        "sni" | "tls_verify" => matches!(kind, Https | Smtp),
+        "helo_name" | "starttls" => kind == Smtp,
         "command" | "user" => kind == Script,
         _ => true,
     }
@@ -1081,6 +1082,7 @@ fn kind_name(kind: CheckType) -> &'static str {
         CheckType::Tcp => "tcp",
         CheckType::Udp => "udp",
         CheckType::Dns => "dns",
+        CheckType::Smtp => "smtp",
         CheckType::Http => "http",
         CheckType::Https => "https",
         CheckType::Script => "script",
@@ -1090,7 +1092,7 @@ fn kind_name(kind: CheckType) -> &'static str {
 fn check_table(v: &mut V<'_>, i: usize, c: &Check) {
     const T: &str = "virtual_server";
     let path = |key: &'static str| p![T, i, "check", key];
-    let set: [(&'static str, bool); 20] = [
+    let set: [(&'static str, bool); 22] = [
         ("port", c.port.is_some()),
         ("address", c.address.is_some()),
         ("source", c.source.is_some()),
@@ -1107,6 +1109,8 @@ fn check_table(v: &mut V<'_>, i: usize, c: &Check) {
         ("body_regex", c.body_regex.is_some()),
         ("body_md5", c.body_md5.is_some()),
         ("keepalive", c.keepalive),
+        ("helo_name", c.helo_name.is_some()),
+        ("starttls", c.starttls),
         ("sni", c.sni.is_some()),
         ("tls_verify", c.tls_verify.is_some()),
         ("command", !c.command.is_empty()),
@@ -1184,6 +1188,27 @@ fn check_table(v: &mut V<'_>, i: usize, c: &Check) {
     }
     if c.kind == CheckType::Script {
         check_command(v, path("command"), &c.command);
+    }
+    if c.kind == CheckType::Smtp && !c.starttls {
+        for (key, set) in [
+            ("sni", c.sni.is_some()),
+            ("tls_verify", c.tls_verify.is_some()),
+        ] {
+            if set {
+                v.err(
+                    path(key),
+                    format!("`{key}` applies to an smtp check with starttls = true only"),
+                );
+            }
+        }
+    }
+    if let Some(h) = &c.helo_name {
+        if h.is_empty() || h.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            v.err(
+                path("helo_name"),
+                format!("helo_name \"{h}\" must be one word: a domain name or an address literal"),
+            );
+        }
     }
     if let Some(t) = &c.query_type {
         if !DNS_TYPES.contains(&t.to_ascii_uppercase().as_str()) {

@@ -15,6 +15,10 @@
 //! With `--line`, every connection gets the first line of the mode file
 //! followed by CRLF (a line protocol such as "+PONG").
 //!
+//! With `--smtp`, it speaks SMTP: `ok` greets with 220 and answers EHLO
+//! with 250 (offering STARTTLS with `--tls`, which then starts TLS only
+//! on STARTTLS), `status N` greets with N, `hang` never greets.
+//!
 //! Every connection is counted: `--count-file` holds the total.
 
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ struct Opts {
     name: String,
     tls: bool,
     line: bool,
+    smtp: bool,
 }
 
 fn parse() -> Opts {
@@ -43,6 +48,7 @@ fn parse() -> Opts {
         name: "server".into(),
         tls: false,
         line: false,
+        smtp: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -55,6 +61,7 @@ fn parse() -> Opts {
             "--name" => o.name = args.next().expect("a name"),
             "--tls" => o.tls = true,
             "--line" => o.line = true,
+            "--smtp" => o.smtp = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -125,6 +132,83 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, o: &Opts, started: I
     let _ = s.shutdown().await;
 }
 
+/// One SMTP session until QUIT; `Some(acceptor)` offers STARTTLS and
+/// returns the connection to upgrade when the client asks for it.
+async fn smtp_session<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut tokio::io::BufReader<S>,
+    offer_tls: bool,
+) -> bool {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let mut line = String::new();
+        match s.read_line(&mut line).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        let verb = line
+            .trim()
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let answer = match verb.as_str() {
+            "EHLO" if offer_tls => "250-mx.test\r\n250-SIZE 10240000\r\n250 STARTTLS\r\n",
+            "EHLO" => "250-mx.test\r\n250 SIZE 10240000\r\n",
+            "STARTTLS" if offer_tls => {
+                let _ = s.get_mut().write_all(b"220 go ahead\r\n").await;
+                return true;
+            }
+            "QUIT" => {
+                let _ = s.get_mut().write_all(b"221 bye\r\n").await;
+                return false;
+            }
+            _ => "502 unknown command\r\n",
+        };
+        if s.get_mut().write_all(answer.as_bytes()).await.is_err() {
+            return false;
+        }
+    }
+}
+
+async fn serve_smtp(
+    s: tokio::net::TcpStream,
+    o: &Opts,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let m = mode(o);
+    let (verb, arg) = m.split_once(' ').unwrap_or((m.as_str(), ""));
+    let mut s = tokio::io::BufReader::new(s);
+    match verb {
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return;
+        }
+        "status" => {
+            let _ = s
+                .get_mut()
+                .write_all(format!("{arg} mx.test not today\r\n").as_bytes())
+                .await;
+            return;
+        }
+        _ => {}
+    }
+    if s.get_mut()
+        .write_all(b"220 mx.test ESMTP\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if smtp_session(&mut s, acceptor.is_some()).await {
+        let Some(a) = acceptor else { return };
+        let Ok(tls) = a.accept(s.into_inner()).await else {
+            return;
+        };
+        let mut tls = tokio::io::BufReader::new(tls);
+        smtp_session(&mut tls, false).await;
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = Arc::new(parse());
@@ -158,6 +242,10 @@ async fn main() {
                 count.fetch_add(1, Ordering::Relaxed);
                 let (o, acceptor) = (o.clone(), acceptor.clone());
                 tokio::spawn(async move {
+                    if o.smtp {
+                        serve_smtp(s, &o, acceptor).await;
+                        return;
+                    }
                     match acceptor {
                         Some(a) => {
                             if let Ok(tls) = a.accept(s).await {
