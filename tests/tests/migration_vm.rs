@@ -88,24 +88,25 @@ fn keepalived_conf(net: &Net, i: usize) -> String {
     s
 }
 
-/// Director `i`'s IPVS table as `ipvsadm -S -n` saves it, one rule per
-/// line, sorted: the kernel lists services and real servers in hash
-/// order, which says nothing about what was programmed.
-fn table(net: &Net, i: usize) -> BTreeSet<String> {
-    e2e::ipvsadm(net, i, &["-S", "-n"])
+/// `ipvsadm ARGS` in director `i`, one trimmed line each, sorted: the
+/// kernel lists services and real servers in hash order, which says
+/// nothing about what was programmed.
+fn ipvsadm_lines(net: &Net, i: usize, args: &[&str]) -> BTreeSet<String> {
+    e2e::ipvsadm(net, i, args)
         .lines()
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .collect()
 }
 
+/// Director `i`'s IPVS table as `ipvsadm -S -n` saves it.
+fn table(net: &Net, i: usize) -> BTreeSet<String> {
+    ipvsadm_lines(net, i, &["-S", "-n"])
+}
+
 /// The sync daemons director `i` runs, as `ipvsadm -L --daemon` lists them.
 fn daemons(net: &Net, i: usize) -> BTreeSet<String> {
-    e2e::ipvsadm(net, i, &["-L", "--daemon"])
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
+    ipvsadm_lines(net, i, &["-L", "--daemon"])
 }
 
 /// Waits until director `i`'s table is the same over three reads a

@@ -126,12 +126,10 @@ impl Prober {
                 send,
                 expect,
             } => {
-                match tokio::time::timeout(spec.timeout, tcp::check(*target, *source, send, expect))
-                    .await
-                {
-                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
-                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
-                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
+                let r =
+                    tokio::time::timeout(spec.timeout, tcp::check(*target, *source, send, expect));
+                match r.await {
+                    Ok(r) => verdict(r, start),
                     Err(_) => timed_out(),
                 }
             }
@@ -146,17 +144,12 @@ impl Prober {
                 // send that never returns.
                 let check = udp::check(*target, *source, send, expect, spec.timeout);
                 match tokio::time::timeout(spec.timeout + SLACK, check).await {
-                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
-                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
-                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
+                    Ok(r) => verdict(r, start),
                     Err(_) => timed_out(),
                 }
             }
-            Kind::Dns(d) => match dns::check(d, spec.timeout).await {
-                Ok(reason) => Outcome::up(reason, start.elapsed()),
-                Err(Failed::Server(reason)) => Outcome::down(reason, start.elapsed()),
-                Err(Failed::Local(reason)) => Outcome::local(reason),
-            },
+            // It bounds its own wait, and says so in its reason.
+            Kind::Dns(d) => verdict(dns::check(d, spec.timeout).await, start),
             Kind::Smtp {
                 target,
                 source,
@@ -164,20 +157,16 @@ impl Prober {
                 tls,
             } => {
                 let tls = tls.as_ref().map(|t| (t, self.http.tls(t.verify)));
-                match tokio::time::timeout(spec.timeout, smtp::check(*target, *source, helo, tls))
-                    .await
-                {
-                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
-                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
-                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
+                let r =
+                    tokio::time::timeout(spec.timeout, smtp::check(*target, *source, helo, tls));
+                match r.await {
+                    Ok(r) => verdict(r, start),
                     Err(_) => timed_out(),
                 }
             }
             Kind::Http(h) => {
                 match tokio::time::timeout(spec.timeout, self.http.check(spec, h)).await {
-                    Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
-                    Ok(Err(Failed::Server(reason))) => Outcome::down(reason, start.elapsed()),
-                    Ok(Err(Failed::Local(reason))) => Outcome::local(reason),
+                    Ok(r) => verdict(r, start),
                     Err(_) => {
                         self.http.forget(spec);
                         timed_out()
@@ -185,6 +174,17 @@ impl Prober {
                 }
             }
         }
+    }
+}
+
+/// A check's result as an outcome: up or down with the server's reason
+/// and the time it took, or no verdict when this director could not run
+/// it.
+fn verdict(r: Result<String, Failed>, start: Instant) -> Outcome {
+    match r {
+        Ok(reason) => Outcome::up(reason, start.elapsed()),
+        Err(Failed::Server(reason)) => Outcome::down(reason, start.elapsed()),
+        Err(Failed::Local(reason)) => Outcome::local(reason),
     }
 }
 
