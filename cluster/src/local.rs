@@ -125,6 +125,17 @@ impl Local {
         Ok(())
     }
 
+    /// Asks the daemons to read the file again (after a start that
+    /// finished a change the last run was cut off in, before or after
+    /// their reload).
+    pub async fn reload_daemons(&self) {
+        for (name, c) in [("vrrpd", &self.vrrpd), ("healthd", &self.healthd)] {
+            if let Reload::Refused(r) = reload(c).await {
+                tracing::warn!("{name} did not reload the file: {}", r.message);
+            }
+        }
+    }
+
     pub async fn statuses(&self) -> (Option<VrrpdStatus>, Option<HealthdStatus>) {
         let v = tokio::time::timeout(STATUS_TIMEOUT, self.vrrpd.get::<VrrpdStatus>("/status"));
         let h = tokio::time::timeout(STATUS_TIMEOUT, self.healthd.get::<HealthdStatus>("/status"));

@@ -25,6 +25,7 @@ use crate::identity::{self, Identity};
 use crate::ledger::{Ledger, content_digest, short, well_formed};
 use crate::local::{Local, Refusal};
 use crate::peer::{self, Incoming, Service};
+use crate::store::Pending;
 use crate::wire::{Answer, HeadAnswer, Request};
 
 /// A prepared change not committed within this long is dropped: its
@@ -52,6 +53,7 @@ struct Prepared {
     lineage: Vec<String>,
     text: String,
     from: String,
+    made: Instant,
     until: Instant,
 }
 
@@ -82,6 +84,61 @@ pub struct Owner {
     /// One change at a time: an edit here, a commit from another
     /// director, or a catch-up.
     change: tokio::sync::Mutex<()>,
+    /// The version this start finished taking (see [`Owner::take`]).
+    recovered: Option<ConfigVersion>,
+}
+
+/// Drops the hold on `name`'s prepared change when `name`, asked at
+/// `asked` (after the prepare arrived), says it is in no change: it
+/// restarted, or ended the change without a commit reaching here.
+/// Holding on would refuse every change and every catch-up until the
+/// hold expired; what it took comes back by catch-up.
+fn drop_idle_hold(st: &mut State, name: &str, h: &HeadAnswer, asked: Instant) -> bool {
+    let idle = h.node == name
+        && h.changing == Some(false)
+        && st
+            .prepared
+            .as_ref()
+            .is_some_and(|p| p.from == name && p.made < asked);
+    if idle && let Some(p) = st.prepared.take() {
+        tracing::info!(
+            version = short(&p.version.id),
+            "{name} is in no change: its prepared version {} is dropped here",
+            short(&p.version.id)
+        );
+    }
+    idle
+}
+
+/// A change recorded before its file was written and not finished (the
+/// last run stopped between the file and the ledger): when the file is
+/// that version and the ledger admits it, it becomes the head; in every
+/// other case the record goes (the file was not written, or was put
+/// back after a refusal). Returns the version finished.
+fn finish_pending(
+    local: &Local,
+    ledger: &mut Ledger,
+    text: &str,
+) -> Result<Option<ConfigVersion>, OwnerError> {
+    let Some(p) = local.store.load_pending() else {
+        return Ok(None);
+    };
+    let finish = content_digest(text) == p.version.content
+        && well_formed(&p.version, &p.text)
+        && ledger.admits(&p.version, &p.lineage).is_ok();
+    let done = if finish {
+        local
+            .store
+            .keep(&p.version, &p.text)
+            .map_err(OwnerError::Store)?;
+        ledger.advance(p.version.clone(), p.lineage);
+        local.store.save_ledger(ledger).map_err(OwnerError::Store)?;
+        Some(p.version)
+    } else {
+        None
+    };
+    local.store.save_pending(None).map_err(OwnerError::Store)?;
+    Ok(done)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +190,7 @@ impl Owner {
                 path: origin.clone(),
                 cause,
             })?;
-        let ledger = match local.store.load_ledger().map_err(OwnerError::Store)? {
+        let mut ledger = match local.store.load_ledger().map_err(OwnerError::Store)? {
             Some(l) => l,
             None => {
                 let l = Ledger::adopt(&text, &me, now_millis());
@@ -145,6 +202,7 @@ impl Owner {
                 l
             }
         };
+        let recovered = finish_pending(&local, &mut ledger, &text)?;
         // The nodes and addresses come from the version held, which was
         // checked when it was taken; a hand-edited file may not even parse.
         let held = local
@@ -173,8 +231,22 @@ impl Owner {
             identity,
             events,
             change: tokio::sync::Mutex::new(()),
+            recovered,
         };
         Ok(owner)
+    }
+
+    /// After a start that finished a change cut off in the last run: the
+    /// daemons read the file again (their reload may not have happened).
+    pub async fn finish_recovery(&self) {
+        if let Some(v) = &self.recovered {
+            tracing::info!(
+                version = short(&v.id),
+                "finished taking version {}, which the last run wrote to the file and stopped before recording",
+                short(&v.id)
+            );
+            self.local.reload_daemons().await;
+        }
     }
 
     pub fn me(&self) -> &str {
@@ -257,6 +329,37 @@ impl Owner {
     }
 
     /// After a version was taken: the history, the ledger, the nodes.
+    /// Writes `text` as version `v` (daemons reloaded) and makes it the
+    /// head. The step is recorded first: a crash between the file and
+    /// the ledger is finished at the next start ([`Owner::open`]) instead
+    /// of leaving a file that looks edited by hand.
+    async fn take(
+        &self,
+        v: &ConfigVersion,
+        lineage: &[String],
+        text: &str,
+        previous: &str,
+    ) -> Result<(), Refusal> {
+        let step = Pending {
+            version: v.clone(),
+            lineage: lineage.to_vec(),
+            text: text.to_string(),
+        };
+        self.local.store.save_pending(Some(&step)).map_err(|e| {
+            Refusal::new(format!(
+                "cannot record the change in the state directory: {e}"
+            ))
+        })?;
+        let r = self.local.take(text, previous).await;
+        if r.is_ok() {
+            self.advance(v.clone(), lineage.to_vec(), text);
+        }
+        if let Err(e) = self.local.store.save_pending(None) {
+            tracing::warn!("cannot clear the change recorded in the state directory: {e}");
+        }
+        r
+    }
+
     fn advance(&self, v: ConfigVersion, lineage: Vec<String>, text: &str) {
         if let Err(e) = self.local.store.keep(&v, text) {
             tracing::warn!("cannot keep version {} in the history: {e}", short(&v.id));
@@ -281,6 +384,7 @@ impl Owner {
     /// checks it, then all take it, or none keeps it.
     pub async fn apply(self: &Arc<Self>, req: ApplyRequest) -> ApplyResult {
         let _one = self.change.lock().await;
+        self.check_hold().await;
         let me = self.me().to_string();
         let refused = |error: String| ApplyResult {
             applied: false,
@@ -414,7 +518,7 @@ impl Owner {
                 }
             }
         }
-        if let Err(r) = self.local.take(&req.text, &previous).await {
+        if let Err(r) = self.take(&version, &lineage, &req.text, &previous).await {
             self.release(&ready, &version.id, &mut nodes).await;
             nodes.insert(0, refused_by(&me, r));
             self.st().counters.changes_refused += 1;
@@ -425,7 +529,6 @@ impl Owner {
                 nodes,
             };
         }
-        self.advance(version.clone(), lineage, &req.text);
         let commit = Request::Commit {
             id: version.id.clone(),
         };
@@ -489,9 +592,8 @@ impl Owner {
                     },
                 });
             }
-            let here = match self.local.take(&previous, &req.text).await {
+            let here = match self.take(&undo, &undo_lineage, &previous, &req.text).await {
                 Ok(()) => {
-                    self.advance(undo.clone(), undo_lineage, &previous);
                     self.applied_event(&undo, "restored");
                     NodeResult {
                         node: me.clone(),
@@ -558,6 +660,29 @@ impl Owner {
             version: Some(version),
             error: String::new(),
             nodes,
+        }
+    }
+
+    /// Before refusing a change for a hold on another director's, asks
+    /// that director whether its change is still under way (see
+    /// [`drop_idle_hold`]).
+    async fn check_hold(&self) {
+        let held = {
+            let st = self.st();
+            st.prepared
+                .as_ref()
+                .filter(|p| p.until > Instant::now())
+                .and_then(|p| Some((p.from.clone(), st.peers.get(&p.from)?.address)))
+        };
+        let Some((from, address)) = held else {
+            return;
+        };
+        let asked = Instant::now();
+        let answers = self
+            .ask_all(&[(from.clone(), address)], &Request::Head)
+            .await;
+        if let Some((_, _, Ok(Answer::Head(h)))) = answers.first() {
+            drop_idle_hold(&mut self.st(), &from, h, asked);
         }
     }
 
@@ -752,12 +877,16 @@ impl Owner {
     /// record a conflict, notice a hand edit.
     pub async fn round(self: &Arc<Self>) {
         let peers = self.peer_list();
+        let asked = Instant::now();
         let answers = self.ask_all(&peers, &Request::Head).await;
         let now = now_millis();
         {
             let mut st = self.st();
             let ledger = st.ledger.clone();
             for (name, _, a) in &answers {
+                if let Ok(Answer::Head(h)) = a {
+                    drop_idle_hold(&mut st, name, h, asked);
+                }
                 let Some(p) = st.peers.get_mut(name) else {
                     continue;
                 };
@@ -910,7 +1039,7 @@ impl Owner {
             return;
         }
         let previous = self.head_text(held);
-        if let Err(r) = self.local.take(&text, &previous).await {
+        if let Err(r) = self.take(&v, &lineage, &text, &previous).await {
             self.st().refusing = Some(format!(
                 "version {} from {name}: {}",
                 v.short(),
@@ -918,7 +1047,6 @@ impl Owner {
             ));
             return;
         }
-        self.advance(v.clone(), lineage, &text);
         {
             let mut st = self.st();
             st.refusing = None;
@@ -1306,6 +1434,11 @@ impl Service for Owner {
         match req {
             Request::Head => {
                 let (vrrpd, healthd) = self.local.statuses().await;
+                // apply() holds the change lock from its prepare to its
+                // last commit answer: free means no change of ours is
+                // under way (a commit or a catch-up here holds it too,
+                // which only says "changing" for longer).
+                let changing = Some(self.change.try_lock().is_err());
                 let st = self.st();
                 let (state, _) = assess_with(&st, self.me(), false);
                 Answer::Head(Box::new(HeadAnswer {
@@ -1315,6 +1448,7 @@ impl Service for Owner {
                     state,
                     vrrpd,
                     healthd,
+                    changing,
                 }))
             }
             Request::Fetch { id } => match self.version_text(&id) {
@@ -1328,7 +1462,10 @@ impl Service for Owner {
                 version,
                 lineage,
                 text,
-            } => self.prepare(from, version, lineage, text),
+            } => {
+                self.check_hold().await;
+                self.prepare(from, version, lineage, text)
+            }
             Request::Commit { id } => self.commit(&from, &id).await,
             Request::Release { id } => {
                 let mut st = self.st();
@@ -1508,6 +1645,7 @@ impl Owner {
             lineage,
             text,
             from,
+            made: Instant::now(),
             until: Instant::now() + PREPARED_FOR,
         });
         Answer::Prepared
@@ -1544,10 +1682,17 @@ impl Owner {
         };
         let held = self.st().ledger.head.clone();
         let previous = self.head_text(&held);
-        match self.local.take(&prepared.text, &previous).await {
+        match self
+            .take(
+                &prepared.version,
+                &prepared.lineage,
+                &prepared.text,
+                &previous,
+            )
+            .await
+        {
             Ok(()) => {
                 let v = prepared.version.clone();
-                self.advance(prepared.version, prepared.lineage, &prepared.text);
                 {
                     let mut st = self.st();
                     st.counters.changes_applied += 1;
@@ -1597,9 +1742,8 @@ impl Owner {
             return self.stale(format!("a restore from {from}: {why}"));
         }
         let current = self.head_text(&held);
-        match self.local.take(&text, &current).await {
+        match self.take(&version, &lineage, &text, &current).await {
             Ok(()) => {
-                self.advance(version.clone(), lineage, &text);
                 self.applied_event(&version, "restored");
                 Answer::Restored
             }
@@ -1608,5 +1752,74 @@ impl Owner {
                 diagnostics: r.diagnostics,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A director whose file is `text`, its ledger adopting it.
+    fn director(dir: &std::path::Path, text: &str) -> (Local, Ledger) {
+        let config = dir.join("tandem.toml");
+        std::fs::write(&config, text).unwrap();
+        let store = Store::open(&config, &dir.join("state")).unwrap();
+        let ledger = Ledger::adopt(text, "lb1", 1);
+        store.keep(&ledger.head, text).unwrap();
+        store.save_ledger(&ledger).unwrap();
+        (Local::new("lb1", store, dir), ledger)
+    }
+
+    /// The step of [`Owner::take`] up to the file, as a run that stopped
+    /// right after writing it left things.
+    fn cut_off_after_the_file(local: &Local, ledger: &Ledger, text: &str) -> ConfigVersion {
+        let (v, lineage) = ledger.next(text, "root", "lb1", 2, "", &[]);
+        let step = Pending {
+            version: v.clone(),
+            lineage,
+            text: text.to_string(),
+        };
+        local.store.save_pending(Some(&step)).unwrap();
+        local.store.write_config(text).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_change_cut_off_between_the_file_and_the_ledger_is_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, ledger) = director(dir.path(), "# a\n");
+        let v = cut_off_after_the_file(&local, &ledger, "# b\n");
+        let mut held = local.store.load_ledger().unwrap().unwrap();
+        assert_eq!(held.head, ledger.head, "the ledger was not reached");
+        let done = finish_pending(&local, &mut held, "# b\n").unwrap();
+        assert_eq!(done.as_ref(), Some(&v));
+        assert_eq!(held.head, v);
+        assert_eq!(local.store.load_ledger().unwrap().unwrap().head, v);
+        assert_eq!(local.store.text(&v.id).as_deref(), Some("# b\n"));
+        assert_eq!(local.store.load_pending(), None);
+    }
+
+    #[test]
+    fn a_change_recorded_whose_file_was_not_written_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, ledger) = director(dir.path(), "# a\n");
+        cut_off_after_the_file(&local, &ledger, "# b\n");
+        // Put back (a daemon refused it) or never written: the old file.
+        local.store.write_config("# a\n").unwrap();
+        let mut held = local.store.load_ledger().unwrap().unwrap();
+        assert_eq!(finish_pending(&local, &mut held, "# a\n").unwrap(), None);
+        assert_eq!(held.head, ledger.head);
+        assert_eq!(local.store.load_pending(), None);
+    }
+
+    #[test]
+    fn a_file_edited_by_hand_after_a_cut_off_change_is_not_taken_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, ledger) = director(dir.path(), "# a\n");
+        cut_off_after_the_file(&local, &ledger, "# b\n");
+        let mut held = local.store.load_ledger().unwrap().unwrap();
+        assert_eq!(finish_pending(&local, &mut held, "# c\n").unwrap(), None);
+        assert_eq!(held.head, ledger.head, "shown as the hand edit it is");
     }
 }

@@ -176,14 +176,33 @@ impl Store {
     }
 
     pub fn save_conflict(&self, c: Option<&Conflict>) -> io::Result<()> {
-        let p = self.dir.join("conflict.json");
-        match c {
-            Some(c) => write_atomic(&p, &serde_json::to_vec_pretty(c)?),
-            None => match fs::remove_file(&p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        }
+        save_or_remove(&self.dir.join("conflict.json"), c)
+    }
+}
+
+/// A version about to be written to the file, recorded before the file
+/// is touched: a crash between the file and the ledger leaves the file
+/// at this version and the ledger at the one before, and the next start
+/// finishes the step ([`Store::load_pending`]) instead of taking the
+/// file for a hand edit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub version: ConfigVersion,
+    pub lineage: Vec<String>,
+    pub text: String,
+}
+
+impl Store {
+    pub fn save_pending(&self, p: Option<&Pending>) -> io::Result<()> {
+        save_or_remove(&self.dir.join("pending.json"), p)
+    }
+
+    /// The step recorded and not finished; `None` when there is none or
+    /// it cannot be read (the file then shows as a hand edit, as it
+    /// would have without the record).
+    pub fn load_pending(&self) -> Option<Pending> {
+        let text = fs::read_to_string(self.dir.join("pending.json")).ok()?;
+        serde_json::from_str(&text).ok()
     }
 }
 
@@ -194,6 +213,17 @@ impl Store {
         let p = self.dir.join(format!("hand-edit-{at}.toml"));
         write_atomic(&p, text.as_bytes())?;
         Ok(p)
+    }
+}
+
+/// `value` as JSON at `path`, or no file at all for `None`.
+fn save_or_remove<T: serde::Serialize>(path: &Path, value: Option<&T>) -> io::Result<()> {
+    match value {
+        Some(v) => write_atomic(path, &serde_json::to_vec_pretty(v)?),
+        None => match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
     }
 }
 

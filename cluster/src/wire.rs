@@ -80,6 +80,11 @@ pub struct HeadAnswer {
     pub vrrpd: Option<VrrpdStatus>,
     #[serde(default)]
     pub healthd: Option<HealthdStatus>,
+    /// Whether this director is coordinating a change at the moment it
+    /// answers (`None` from a director that does not say): a hold on
+    /// its change elsewhere outlives it only while this is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changing: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -184,6 +184,55 @@ pub struct ClusterStatus {
     pub counters: SyncCounters,
 }
 
+impl ClusterStatus {
+    /// The version director `node` holds in the conflict: this
+    /// director's own, one of the other side's, or this side's when
+    /// `node` stands with this director (three directors split two and
+    /// one). `None` when there is no conflict or `node` is on no side.
+    pub fn side_of(&self, node: &str) -> Option<&ConfigVersion> {
+        let c = self.conflict.as_ref()?;
+        if node == self.node {
+            return Some(&c.mine);
+        }
+        if let Some(t) = c.theirs.iter().find(|t| t.node == node) {
+            return Some(&t.version);
+        }
+        self.peers
+            .iter()
+            .find(|p| p.name == node)
+            .and_then(|p| p.version.as_ref())
+            .filter(|v| v.id == c.mine.id)
+            .map(|_| &c.mine)
+    }
+
+    /// The sides of a conflict, for a message: `lb1, lb3 (version …);
+    /// lb2 (version …)`.
+    pub fn sides(&self) -> String {
+        let Some(c) = &self.conflict else {
+            return String::new();
+        };
+        let mut by: Vec<(String, Vec<String>)> = Vec::new();
+        let mut add =
+            |v: &ConfigVersion, node: &str| match by.iter_mut().find(|(id, _)| *id == v.id) {
+                Some((_, nodes)) => nodes.push(node.to_string()),
+                None => by.push((v.id.clone(), vec![node.to_string()])),
+            };
+        add(&c.mine, &self.node);
+        for p in &self.peers {
+            if p.version.as_ref().is_some_and(|v| v.id == c.mine.id) {
+                add(&c.mine, &p.name);
+            }
+        }
+        for t in &c.theirs {
+            add(&t.version, &t.node);
+        }
+        by.iter()
+            .map(|(id, nodes)| format!("{} (version {})", nodes.join(", "), short(id)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// `POST /v1/config`: a new version of the file, for the whole cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyRequest {
@@ -320,4 +369,76 @@ pub struct ActionNodeResult {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(id: char) -> ConfigVersion {
+        ConfigVersion {
+            generation: 2,
+            id: id.to_string().repeat(64),
+            content: String::new(),
+            parents: Vec::new(),
+            author: "root".into(),
+            node: String::new(),
+            at: 0,
+            comment: String::new(),
+        }
+    }
+
+    fn peer(name: &str, v: &ConfigVersion) -> PeerView {
+        PeerView {
+            name: name.into(),
+            address: String::new(),
+            reachable: true,
+            last_seen: None,
+            error: None,
+            version: Some(v.clone()),
+            relation: None,
+            state: None,
+            vrrpd: None,
+            healthd: None,
+        }
+    }
+
+    /// lb3 and lb1 made one version, lb2 another, cut off from both.
+    fn split_two_and_one() -> ClusterStatus {
+        let (ours, theirs) = (version('a'), version('b'));
+        ClusterStatus {
+            node: "lb3".into(),
+            nodes: vec!["lb1".into(), "lb2".into(), "lb3".into()],
+            state: SyncState::Conflict,
+            detail: String::new(),
+            version: ours.clone(),
+            ready: true,
+            conflict: Some(Conflict {
+                mine: ours.clone(),
+                theirs: vec![TheirVersion {
+                    node: "lb2".into(),
+                    version: theirs.clone(),
+                    diff: String::new(),
+                }],
+            }),
+            refusing: None,
+            peers: vec![peer("lb1", &ours), peer("lb2", &theirs)],
+            history: Vec::new(),
+            counters: SyncCounters::default(),
+        }
+    }
+
+    #[test]
+    fn a_director_on_this_side_of_a_conflict_holds_this_sides_version() {
+        let st = split_two_and_one();
+        let a = &st.conflict.as_ref().unwrap().mine;
+        assert_eq!(st.side_of("lb3"), Some(a));
+        assert_eq!(st.side_of("lb1"), Some(a), "lb1 stands with lb3");
+        assert_eq!(st.side_of("lb2").map(|v| &v.id[..1]), Some("b"));
+        assert_eq!(st.side_of("lb9"), None);
+        assert_eq!(
+            st.sides(),
+            "lb3, lb1 (version aaaaaaaaaaaa); lb2 (version bbbbbbbbbbbb)"
+        );
+    }
 }

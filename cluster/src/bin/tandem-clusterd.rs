@@ -141,6 +141,7 @@ async fn run(
     let local = Local::new(&me, store, &socket_dir);
     let server_tls = identity.server.clone();
     let owner = Arc::new(Owner::open(local, identity, events.clone())?);
+    owner.finish_recovery().await;
     let address = cluster
         .address
         .map(|a| std::net::SocketAddr::new(a, cluster.port))

@@ -374,29 +374,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Config(ConfigCmd::Resolve { take, file }) => {
             let st: ClusterStatus = c.get("/status").await?;
-            let Some(conflict) = st.conflict else {
+            if st.conflict.is_none() {
                 anyhow::bail!("there is no conflict to resolve ({})", st.state.label());
-            };
+            }
             let text = match (take, file) {
                 (_, Some(f)) => read(&f)?,
-                (Some(n), None) if n == st.node => version_text(&c, &conflict.mine).await?,
                 (Some(n), None) => {
-                    let t = conflict
-                        .theirs
-                        .iter()
-                        .find(|t| t.node == n)
-                        .with_context(|| {
-                            format!(
-                                "{n} is not in the conflict; the sides are {}{}",
-                                st.node,
-                                conflict
-                                    .theirs
-                                    .iter()
-                                    .map(|t| format!(", {}", t.node))
-                                    .collect::<String>()
-                            )
-                        })?;
-                    version_text(&c, &t.version).await?
+                    let v = st.side_of(&n).with_context(|| {
+                        format!("{n} is not in the conflict; the sides are {}", st.sides())
+                    })?;
+                    version_text(&c, v).await?
                 }
                 (None, None) => unreachable!("clap requires --take or --file"),
             };

@@ -436,23 +436,21 @@ async fn resolve_with(
     let st = app
         .cluster_view()
         .ok_or_else(|| unavailable("tandem-clusterd does not answer"))?;
-    let conflict = st.conflict.as_ref().ok_or((
-        StatusCode::CONFLICT,
-        "there is no conflict (any more)".to_string(),
-    ))?;
-    let version = if take == st.node {
-        Some(conflict.mine.clone())
-    } else {
-        conflict
-            .theirs
-            .iter()
-            .find(|t| t.node == take)
-            .map(|t| t.version.clone())
+    if st.conflict.is_none() {
+        return Err((
+            StatusCode::CONFLICT,
+            "there is no conflict (any more)".to_string(),
+        ));
     }
-    .ok_or((
-        StatusCode::BAD_REQUEST,
-        format!("{take} is not a side of the conflict"),
-    ))?;
+    let version = st.side_of(take).cloned().ok_or_else(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{take} is not a side of the conflict; the sides are {}",
+                st.sides()
+            ),
+        )
+    })?;
     #[derive(Deserialize)]
     struct Text {
         text: String,
