@@ -15,11 +15,13 @@
 //!   inside it, or boot a Debian system with systemd.
 //! - [`package`]: the `tandem` Debian package, built for the tests.
 
+pub mod chaos;
 pub mod cluster;
 pub mod e2e;
 pub mod fake;
 pub mod netns;
 pub mod package;
+
 pub mod sync;
 pub mod vm;
 pub mod webui;

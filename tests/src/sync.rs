@@ -168,6 +168,22 @@ impl Director {
         }
     }
 
+    /// SIGKILL to tandem-clusterd, as a crash: nothing of its own runs.
+    pub fn kill_clusterd(&mut self) {
+        if let Some(mut p) = self.clusterd.take() {
+            p.signal(libc::SIGKILL);
+            p.wait_timeout(Duration::from_secs(10));
+        }
+    }
+
+    pub fn clusterd_pid(&self) -> Option<u32> {
+        self.clusterd.as_ref().map(Proc::pid)
+    }
+
+    pub fn vrrpd_pid(&self) -> Option<u32> {
+        self.vrrpd.as_ref().map(Proc::pid)
+    }
+
     pub fn stop_vrrpd(&mut self) {
         if let Some(mut p) = self.vrrpd.take() {
             p.signal(libc::SIGTERM);

@@ -14,11 +14,11 @@
 //! `TANDEM_CHAOS_STEPS` sets its length (CI runs 10: every kind of fault
 //! once, then two drawn).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use tandem_model::api::VrrpState::{Backup, Master};
+use tandem_tests::chaos::{Memory, Rng};
 use tandem_tests::cluster::has_addr;
 use tandem_tests::e2e::{self, Load, Mode, TandemDirector, VIP};
 use tandem_tests::netns::wait_until;
@@ -33,27 +33,6 @@ const QUIET: Duration = Duration::from_secs(4);
 /// A request started before convergence may still time out (1 s) after
 /// it, and an ARP cache may point at the old holder a moment longer.
 const GRACE: f64 = 2.5;
-
-/// xorshift64*: a fixed, printed seed replays the same schedule.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Milliseconds in `lo..hi`.
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -171,28 +150,10 @@ fn one_master_after(d: &[TandemDirector; 2], healed: Instant) -> Result<usize, S
     Ok(samples)
 }
 
-/// Resident set of `pid` in KiB (0 when gone).
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_pair_under_load_survives_a_seeded_schedule_of_faults_and_loses_nothing() {
-    let seed = std::env::var("TANDEM_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| (tandem_tests::epoch_secs() * 1000.0) as u64 | 1);
-    let steps: usize = std::env::var("TANDEM_CHAOS_STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let seed = Rng::seed_from_env();
+    let steps = Rng::steps_from_env(10);
     if !vm::inside() {
         eprintln!("chaos soak: TANDEM_CHAOS_SEED={seed} TANDEM_CHAOS_STEPS={steps}");
     }
@@ -237,7 +198,7 @@ fn soak(seed: u64, steps: usize) {
     // every one of them is a violation.
     let mut windows: Vec<(f64, f64)> = Vec::new();
     let mut journal = String::new();
-    let mut memory: BTreeMap<(String, u32), (u64, u64, u32)> = BTreeMap::new();
+    let mut memory = Memory::default();
     let mut drained: Option<(usize, String)> = None;
 
     // The settled state every step must come back to.
@@ -503,12 +464,7 @@ fn soak(seed: u64, steps: usize) {
         }
         for (i, t) in d.iter().enumerate() {
             for (name, pid) in [("vrrpd", t.vrrpd.pid()), ("healthd", t.healthd.pid())] {
-                let kib = rss(pid);
-                let e = memory
-                    .entry((format!("lb{} {name}", i + 1), pid))
-                    .or_insert((kib, kib, 0));
-                e.1 = kib;
-                e.2 += 1;
+                memory.look(format!("lb{} {name}", i + 1), pid);
             }
         }
     }
@@ -549,16 +505,5 @@ fn soak(seed: u64, steps: usize) {
         d[0].healthd.log(),
         d[1].healthd.log()
     );
-    // A daemon seen at five quiet stretches or more kept its size: a
-    // leak of a few KiB per fault would show over a long soak, so the
-    // bound is loose here and the long run's figures are in the README.
-    for ((who, pid), (first, last, seen)) in &memory {
-        eprintln!("memory {who} (pid {pid}): {first} -> {last} KiB over {seen} looks");
-        if *seen >= 5 {
-            assert!(
-                *last < first + 8 * 1024,
-                "{who} grew from {first} to {last} KiB (seed {seed})"
-            );
-        }
-    }
+    memory.assert_flat(seed);
 }
