@@ -19,7 +19,9 @@ const MAX_LINES: usize = 64;
 const MAX_LINE: usize = 1000;
 
 /// One reply: its code and the text of its lines.
-async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Result<(u16, Vec<String>), Failed> {
+pub async fn reply<S: AsyncRead + Unpin>(
+    r: &mut BufReader<S>,
+) -> Result<(u16, Vec<String>), Failed> {
     let mut lines = Vec::new();
     loop {
         let mut line = Vec::new();
