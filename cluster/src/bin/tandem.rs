@@ -73,6 +73,16 @@ enum Cmd {
         #[arg(long)]
         since: Option<u64>,
     },
+    /// Examine this director for what is set up wrong (NAT without
+    /// forwarding, a firewall dropping VRRP):
+    /// each finding with how it was seen, what it breaks and the command
+    /// that fixes it, worst first. Exit 0: nothing worse than info, 1: a
+    /// warning, 2: an error.
+    Doctor {
+        /// The findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert another load balancer's configuration into tandem's.
     #[command(subcommand)]
     Import(ImportCmd),
@@ -184,6 +194,7 @@ fn main() -> ExitCode {
         Cmd::Import(ImportCmd::Keepalived { file, node, out }) => {
             return import_keepalived(file, node.as_deref(), out.as_deref());
         }
+        Cmd::Doctor { json } => return doctor(&args.config, *json),
         _ => {}
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -203,6 +214,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tandem doctor`: the exit status is the worst finding's (3 when the
+/// file does not load: nothing was examined).
+fn doctor(path: &Path, json: bool) -> ExitCode {
+    let c = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let facts = tandem_doctor::gather::gather(c);
+    let findings = tandem_doctor::examine(&facts);
+    let status = tandem_doctor::finding::exit_status(&findings);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "findings": findings, "exit": status })
+        );
+    } else if findings.is_empty() {
+        println!(
+            "no findings ({}; nftables {})",
+            path.display(),
+            if facts.nft.is_some() {
+                "read"
+            } else {
+                "not read: no nft, or not root"
+            }
+        );
+    } else {
+        print!("{}", tandem_doctor::finding::render(&findings));
+    }
+    ExitCode::from(status)
 }
 
 /// `tandem import keepalived`: 0 complete, 1 partial, 2 failed.
@@ -500,7 +545,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Import(_) => {
+        Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Import(_) | Cmd::Doctor { .. } => {
             unreachable!("main handles these")
         }
     }

@@ -1,0 +1,332 @@
+//! The rules: what the doctor concludes from the facts of one director.
+//! Sans IO: [`gather`](crate::gather) reads the facts, this decides.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tandem_model::config::{Config, Family, Forwarding};
+
+use crate::finding::{Finding, Severity, sort};
+
+/// What the doctor knows of this director.
+pub struct Facts {
+    /// The configuration, resolved for this director.
+    pub config: Config,
+    /// Kernel settings read, by their sysctl name (`net.ipv4.ip_forward`);
+    /// absent when they could not be read.
+    pub sysctl: BTreeMap<String, String>,
+    /// The nftables ruleset (`nft -a -j list ruleset`), when nft is there.
+    pub nft: Option<Value>,
+}
+
+/// The sysctls [`examine`] reads: gather reads these.
+pub fn sysctls_wanted(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in nat_families(config) {
+        out.push(forwarding_sysctl(f).to_string());
+    }
+    out
+}
+
+/// Every finding, worst first.
+pub fn examine(facts: &Facts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    nat_forwarding(facts, &mut out);
+    if !facts.config.vrrp_instances.is_empty()
+        && let Some(nft) = &facts.nft
+    {
+        nft_drops_vrrp(nft, &mut out);
+    }
+    sort(&mut out);
+    out
+}
+
+fn forwarding_sysctl(f: Family) -> &'static str {
+    match f {
+        Family::Ipv4 => "net.ipv4.ip_forward",
+        Family::Ipv6 => "net.ipv6.conf.all.forwarding",
+    }
+}
+
+/// The families of the virtual servers that forward by NAT.
+fn nat_families(config: &Config) -> Vec<Family> {
+    let mut out = Vec::new();
+    for (f, _) in nat_services(config) {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Each virtual server that forwards by NAT (or has a real server that
+/// does), with its family.
+fn nat_services(config: &Config) -> Vec<(Family, &str)> {
+    config
+        .virtual_servers
+        .iter()
+        .filter(|v| {
+            v.forwarding == Forwarding::Nat
+                || v.real_servers
+                    .iter()
+                    .any(|r| r.forwarding == Some(Forwarding::Nat))
+        })
+        .map(|v| {
+            let family = v.family.unwrap_or(match v.address {
+                Some(a) if a.is_ipv6() => Family::Ipv6,
+                _ => Family::Ipv4,
+            });
+            (family, v.name.as_str())
+        })
+        .collect()
+}
+
+/// NAT (ipvsadm -m): the real servers answer through the director, and
+/// IPVS rewrites those replies on the FORWARD path, which the kernel
+/// takes only with forwarding on; off, every connection stops after the
+/// client's first packet reached the real server.
+fn nat_forwarding(facts: &Facts, out: &mut Vec<Finding>) {
+    let mut seen: Vec<Family> = Vec::new();
+    for (family, vs) in nat_services(&facts.config) {
+        if seen.contains(&family) {
+            continue;
+        }
+        seen.push(family);
+        let key = forwarding_sysctl(family);
+        let Some(value) = facts.sysctl.get(key) else {
+            continue;
+        };
+        if value.trim() != "0" {
+            continue;
+        }
+        out.push(Finding {
+            id: "nat-forwarding".into(),
+            severity: Severity::Error,
+            what: format!(
+                "forwarding is off, and virtual server {vs} forwards by NAT"
+            ),
+            seen: format!("{key} = 0"),
+            breaks: format!(
+                "the real servers' replies reach this director and go no further: every connection to {vs} stops after the client's first packet"
+            ),
+            fix: vec![
+                format!("sysctl -w {key}=1"),
+                format!("echo '{key} = 1' > /etc/sysctl.d/60-tandem-nat.conf"),
+            ],
+        });
+    }
+}
+
+/// A rule of the ruleset that drops VRRP (IP protocol 112) on its way in
+/// or out of this director: `meta l4proto 112`, `ip protocol vrrp`,
+/// `ip6 nexthdr 112`, or a set holding it, with a drop verdict, in any
+/// chain but a forward one.
+fn nft_drops_vrrp(nft: &Value, out: &mut Vec<Finding>) {
+    let items = nft["nftables"].as_array().cloned().unwrap_or_default();
+    let hook_of = |family: &str, table: &str, chain: &str| {
+        items.iter().find_map(|i| {
+            let c = &i["chain"];
+            (c["family"] == family && c["table"] == table && c["name"] == chain)
+                .then(|| c["hook"].as_str().map(str::to_string))
+                .flatten()
+        })
+    };
+    for item in &items {
+        let r = &item["rule"];
+        let Some(expr) = r["expr"].as_array() else {
+            continue;
+        };
+        let drops = expr.iter().any(|e| e.get("drop").is_some());
+        if !drops || !expr.iter().any(matches_vrrp) {
+            continue;
+        }
+        let (family, table, chain) = (
+            r["family"].as_str().unwrap_or_default(),
+            r["table"].as_str().unwrap_or_default(),
+            r["chain"].as_str().unwrap_or_default(),
+        );
+        let hook = hook_of(family, table, chain);
+        if hook.as_deref() == Some("forward") {
+            continue;
+        }
+        let handle = r["handle"].as_u64().unwrap_or_default();
+        out.push(Finding {
+            id: "nft-drops-vrrp".into(),
+            severity: Severity::Error,
+            what: format!(
+                "an nftables rule drops VRRP (IP protocol 112) in {family} {table} {chain}"
+            ),
+            seen: format!(
+                "nft -a list ruleset: {family} {table} {chain}{}, rule handle {handle} drops protocol 112",
+                hook.map(|h| format!(" (hook {h})")).unwrap_or_default()
+            ),
+            breaks: "adverts do not pass: the directors do not hear each other, and each becomes master of every VIP (ARP for it flips between them)".into(),
+            fix: vec![format!("nft delete rule {family} {table} {chain} handle {handle}")],
+        });
+    }
+}
+
+/// Whether one expression of a rule matches protocol 112.
+fn matches_vrrp(e: &Value) -> bool {
+    let m = &e["match"];
+    if m.is_null() || m["op"].as_str().is_some_and(|op| op != "==" && op != "in") {
+        return false;
+    }
+    let left = &m["left"];
+    let on_protocol = left["meta"]["key"] == "l4proto"
+        || (left["payload"]["protocol"] == "ip" && left["payload"]["field"] == "protocol")
+        || (left["payload"]["protocol"] == "ip6" && left["payload"]["field"] == "nexthdr");
+    let is_vrrp = |v: &Value| v == 112 || v == "vrrp";
+    let right = &m["right"];
+    on_protocol
+        && (is_vrrp(right)
+            || right["set"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(is_vrrp)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAT: &str = r#"
+[node]
+name = "lb1"
+
+[[virtual_server]]
+name = "web"
+address = "192.0.2.10:80"
+forwarding = "nat"
+
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+"#;
+
+    const VRRP: &str = r#"
+[node]
+name = "lb1"
+
+[[vrrp_instance]]
+name = "web"
+interface = "eth0"
+vrid = 51
+priority = 150
+virtual_ips = ["192.0.2.10/24"]
+"#;
+
+    fn facts(toml: &str, sysctl: &[(&str, &str)], nft: Option<Value>) -> Facts {
+        Facts {
+            config: tandem_model::config::parse(toml, "tandem.toml").unwrap(),
+            sysctl: sysctl
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            nft,
+        }
+    }
+
+    /// `nft -a -j list ruleset` of an input and an output chain, each
+    /// with one rule (as nft 1.0.6 prints them).
+    fn ruleset(hook: &str, rule: Value) -> Value {
+        serde_json::json!({ "nftables": [
+            { "table": { "family": "inet", "name": "fw", "handle": 1 } },
+            { "chain": { "family": "inet", "table": "fw", "name": "c", "handle": 1,
+                         "type": "filter", "hook": hook, "prio": 0, "policy": "accept" } },
+            { "rule": { "family": "inet", "table": "fw", "chain": "c", "handle": 7, "expr": rule } },
+        ]})
+    }
+
+    fn ids(f: &[Finding]) -> Vec<&str> {
+        f.iter().map(|f| f.id.as_str()).collect()
+    }
+
+    #[test]
+    fn nat_with_forwarding_off_is_an_error_with_the_sysctl_that_fixes_it() {
+        let f = examine(&facts(NAT, &[("net.ipv4.ip_forward", "0")], None));
+        assert_eq!(ids(&f), ["nat-forwarding"]);
+        assert_eq!(f[0].severity, Severity::Error);
+        assert_eq!(f[0].seen, "net.ipv4.ip_forward = 0");
+        assert_eq!(f[0].fix[0], "sysctl -w net.ipv4.ip_forward=1");
+        assert!(examine(&facts(NAT, &[("net.ipv4.ip_forward", "1")], None)).is_empty());
+        // Not read (no such file): nothing is claimed.
+        assert!(examine(&facts(NAT, &[], None)).is_empty());
+        assert_eq!(
+            sysctls_wanted(&facts(NAT, &[], None).config),
+            ["net.ipv4.ip_forward"]
+        );
+    }
+
+    #[test]
+    fn direct_routing_needs_no_forwarding() {
+        let dr = NAT.replace("forwarding = \"nat\"", "forwarding = \"dr\"");
+        assert!(examine(&facts(&dr, &[("net.ipv4.ip_forward", "0")], None)).is_empty());
+        assert!(sysctls_wanted(&facts(&dr, &[], None).config).is_empty());
+    }
+
+    #[test]
+    fn a_rule_dropping_protocol_112_is_found_with_the_command_that_deletes_it() {
+        for (left, right) in [
+            (
+                serde_json::json!({ "meta": { "key": "l4proto" } }),
+                serde_json::json!("vrrp"),
+            ),
+            (
+                serde_json::json!({ "meta": { "key": "l4proto" } }),
+                serde_json::json!(112),
+            ),
+            (
+                serde_json::json!({ "payload": { "protocol": "ip", "field": "protocol" } }),
+                serde_json::json!({ "set": [6, "vrrp"] }),
+            ),
+            (
+                serde_json::json!({ "payload": { "protocol": "ip6", "field": "nexthdr" } }),
+                serde_json::json!(112),
+            ),
+        ] {
+            let rule = serde_json::json!([
+                { "match": { "op": "==", "left": left, "right": right } },
+                { "drop": null }
+            ]);
+            let f = examine(&facts(VRRP, &[], Some(ruleset("input", rule))));
+            assert_eq!(ids(&f), ["nft-drops-vrrp"], "{left} {right}");
+            assert_eq!(f[0].fix, ["nft delete rule inet fw c handle 7"]);
+        }
+    }
+
+    #[test]
+    fn rules_that_accept_vrrp_drop_other_protocols_or_forward_are_not_findings() {
+        let accept = serde_json::json!([
+            { "match": { "op": "==", "left": { "meta": { "key": "l4proto" } }, "right": "vrrp" } },
+            { "accept": null }
+        ]);
+        let other = serde_json::json!([
+            { "match": { "op": "==", "left": { "meta": { "key": "l4proto" } }, "right": "tcp" } },
+            { "drop": null }
+        ]);
+        let not = serde_json::json!([
+            { "match": { "op": "!=", "left": { "meta": { "key": "l4proto" } }, "right": "vrrp" } },
+            { "drop": null }
+        ]);
+        let drop = serde_json::json!([
+            { "match": { "op": "==", "left": { "meta": { "key": "l4proto" } }, "right": "vrrp" } },
+            { "drop": null }
+        ]);
+        for (hook, rule) in [
+            ("input", accept),
+            ("input", other),
+            ("input", not),
+            ("forward", drop.clone()),
+        ] {
+            assert!(examine(&facts(VRRP, &[], Some(ruleset(hook, rule)))).is_empty());
+        }
+        // No VRRP instance here: VRRP dropped breaks nothing of ours.
+        assert!(
+            examine(&facts(
+                NAT,
+                &[("net.ipv4.ip_forward", "1")],
+                Some(ruleset("input", drop))
+            ))
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! `tandem doctor` against hosts set up wrong in network namespaces: each
+//! finding seen, fixed with the command it prints, and gone.
+
+use std::time::Duration;
+
+use tandem_model::api::VrrpState;
+use tandem_tests::binary;
+use tandem_tests::cluster::{Vrrpd, instance, net};
+use tandem_tests::netns::{Host, Lab};
+
+/// `tandem doctor --json` in `host`: its exit status and findings.
+fn doctor(lab: &Lab, host: &Host, config: &std::path::Path) -> (i32, Vec<serde_json::Value>) {
+    let bin = binary("tandem");
+    let out = lab.exec(
+        host,
+        &[
+            bin.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "doctor",
+            "--json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "tandem doctor: {e}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let code = out.status.code().unwrap_or(-1);
+    assert_eq!(
+        v["exit"].as_i64(),
+        Some(i64::from(code)),
+        "the exit status is the one it reports"
+    );
+    (code, v["findings"].as_array().cloned().unwrap_or_default())
+}
+
+/// Runs a printed fix in `host`, as an operator pastes it.
+fn run_fix(lab: &Lab, host: &Host, command: &str) {
+    let out = lab.exec(host, &["sh", "-c", command]);
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn nat_without_forwarding_is_found_fixed_by_the_printed_sysctl_and_gone() {
+    let Some(net) = net("doctor-nat", 1) else {
+        return;
+    };
+    let lb1 = &net.directors[0];
+    let config = net.lab.dir().join("tandem.toml");
+    std::fs::write(
+        &config,
+        "[node]\nname = \"lb1\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"10.77.0.100:80\"\nforwarding = \"nat\"\n\n[[virtual_server.real_server]]\naddress = \"10.77.0.200\"\n",
+    )
+    .unwrap();
+    run_fix(&net.lab, lb1, "sysctl -qw net.ipv4.ip_forward=0");
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!(code, 2, "{found:#?}");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f["id"], "nat-forwarding");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["seen"], "net.ipv4.ip_forward = 0");
+    assert!(f["what"].as_str().unwrap().contains("web"), "{f}");
+    // The first command fixes the running host (the second makes it
+    // last across a reboot: not on the machine the test runs on).
+    run_fix(&net.lab, lb1, f["fix"][0].as_str().unwrap());
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+}
+
+#[test]
+fn a_firewall_dropping_vrrp_is_found_and_its_printed_fix_ends_two_masters() {
+    let Some(net) = net("doctor-vrrp", 2) else {
+        return;
+    };
+    let (lb1, lb2) = (&net.directors[0], &net.directors[1]);
+    let adverts = "advert_interval = \"200ms\"";
+    let v1 = Vrrpd::start(
+        &net.lab,
+        lb1,
+        &instance("web", 51, 150, &["10.77.0.100/24"], adverts),
+    );
+    let v2 = Vrrpd::start(
+        &net.lab,
+        lb2,
+        &instance("web", 51, 100, &["10.77.0.100/24"], adverts),
+    );
+    v1.wait_state("web", VrrpState::Master, Duration::from_secs(15));
+    v2.wait_state("web", VrrpState::Backup, Duration::from_secs(15));
+    let (code, found) = doctor(&net.lab, lb2, &v2.config);
+    assert_eq!((code, found.len()), (0, 0), "a healthy backup: {found:#?}");
+
+    // What an over-eager firewall does: protocol 112 dropped both ways.
+    net.lab.drop_protocol(lb2, 112);
+    v2.wait_state("web", VrrpState::Master, Duration::from_secs(15));
+    assert_eq!(v1.state("web"), VrrpState::Master, "two masters");
+    let (code, found) = doctor(&net.lab, lb2, &v2.config);
+    assert_eq!(code, 2, "{found:#?}");
+    assert_eq!(
+        found.len(),
+        2,
+        "the input rule and the output rule: {found:#?}"
+    );
+    for f in &found {
+        assert_eq!(f["id"], "nft-drops-vrrp");
+        assert!(
+            f["seen"].as_str().unwrap().contains("inet tandem_test"),
+            "{f}"
+        );
+        let fix = f["fix"][0].as_str().unwrap();
+        assert!(
+            fix.starts_with("nft delete rule inet tandem_test "),
+            "{fix}"
+        );
+        run_fix(&net.lab, lb2, fix);
+    }
+    let (code, found) = doctor(&net.lab, lb2, &v2.config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+    // And the fix is the cure: lb2 hears lb1 again and steps down.
+    v2.wait_state("web", VrrpState::Backup, Duration::from_secs(15));
+    assert_eq!(v1.state("web"), VrrpState::Master);
+}
