@@ -2,8 +2,10 @@
 //! Sans IO: [`gather`](crate::gather) reads the facts, this decides.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::Value;
+use tandem_model::api::VrrpdStatus;
 use tandem_model::config::{Config, Family, Forwarding};
 
 use crate::finding::{Finding, Severity, sort};
@@ -17,6 +19,9 @@ pub struct Facts {
     pub sysctl: BTreeMap<String, String>,
     /// The nftables ruleset (`nft -a -j list ruleset`), when nft is there.
     pub nft: Option<Value>,
+    /// vrrpd's status twice, `apart` apart; `None` when it does not answer.
+    pub vrrpd: Option<(VrrpdStatus, VrrpdStatus)>,
+    pub apart: Duration,
 }
 
 /// The sysctls [`examine`] reads: gather reads these.
@@ -36,6 +41,9 @@ pub fn examine(facts: &Facts) -> Vec<Finding> {
         && let Some(nft) = &facts.nft
     {
         nft_drops_vrrp(nft, &mut out);
+    }
+    if let Some((before, after)) = &facts.vrrpd {
+        other_routers(before, after, facts.apart, &mut out);
     }
     sort(&mut out);
     out
@@ -166,6 +174,86 @@ fn nft_drops_vrrp(nft: &Value, out: &mut Vec<Finding>) {
     }
 }
 
+/// Adverts for one of our VRIDs that disagree with our instance, arriving
+/// while the doctor watched: with other virtual IPs it is another
+/// router using the VRID (a foreign router with a higher priority is
+/// followed as master and nobody holds our VIPs), with another interval
+/// a peer configured differently (RFC 5798 6.4.2 follows the master's).
+fn other_routers(
+    before: &VrrpdStatus,
+    after: &VrrpdStatus,
+    apart: Duration,
+    out: &mut Vec<Finding>,
+) {
+    for i in &after.instances {
+        let Some(b) = before.instances.iter().find(|b| b.name == i.name) else {
+            continue;
+        };
+        let grew = |what: &str| {
+            let n = |s: &tandem_model::api::InstanceStatus| {
+                s.counters.mismatches.get(what).copied().unwrap_or(0)
+            };
+            n(i).saturating_sub(n(b))
+        };
+        let master = i
+            .master
+            .as_ref()
+            .filter(|m| !m.is_self)
+            .map(|m| {
+                format!(
+                    "; it follows {} (priority {}) as master",
+                    m.address, m.priority
+                )
+            })
+            .unwrap_or_default();
+        let tcpdump = format!(
+            "tcpdump -eni {} -c 5 'ip proto 112 and ip[21] = {}'   # who sends them (the source MAC and address)",
+            i.interface, i.vrid
+        );
+        let secs = apart.as_secs_f64();
+        let n = grew("addresses");
+        if n > 0 {
+            out.push(Finding {
+                id: "vrrp-other-router".into(),
+                severity: Severity::Error,
+                what: format!(
+                    "another router advertises VRID {} on {} with other virtual IPs than instance {}",
+                    i.vrid, i.interface, i.name
+                ),
+                seen: format!("vrrpd: {n} such adverts in {secs:.1} s{master}"),
+                breaks: format!(
+                    "a router with a higher priority is taken for this instance's master, and nobody holds {}; two routers share one virtual MAC",
+                    i.virtual_ips.join(", ")
+                ),
+                fix: vec![
+                    tcpdump.clone(),
+                    format!(
+                        "set vrid of instance {} to one no router on {} uses, then: tandem config apply (a cluster), or systemctl reload tandem-vrrpd",
+                        i.name, i.interface
+                    ),
+                ],
+            });
+        }
+        let n = grew("interval");
+        if n > 0 {
+            out.push(Finding {
+                id: "vrrp-other-interval".into(),
+                severity: Severity::Warning,
+                what: format!(
+                    "a router advertises VRID {} on {} at another interval than instance {} ({} ms)",
+                    i.vrid, i.interface, i.name, i.advert_interval_ms
+                ),
+                seen: format!("vrrpd: {n} such adverts in {secs:.1} s{master}"),
+                breaks: "a backup times the master out by the master's interval: failover takes as long as the slowest director's Master_Down_Interval, not this file's".into(),
+                fix: vec![
+                    tcpdump,
+                    "give every director the same advert_interval (one cluster file does it)".into(),
+                ],
+            });
+        }
+    }
+}
+
 /// Whether one expression of a rule matches protocol 112.
 fn matches_vrrp(e: &Value) -> bool {
     let m = &e["match"];
@@ -222,6 +310,8 @@ virtual_ips = ["192.0.2.10/24"]
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             nft,
+            vrrpd: None,
+            apart: Duration::ZERO,
         }
     }
 

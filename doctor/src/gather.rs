@@ -1,11 +1,14 @@
 //! The facts of this director, read: kernel settings from `/proc/sys`
-//! (of the network namespace the doctor runs in) and the nftables
-//! ruleset from `nft`.
+//! (of the network namespace the doctor runs in), the nftables ruleset
+//! from `nft`, vrrpd's status (twice) from its socket.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use tandem_model::config::Config;
+use tandem_model::api::VrrpdStatus;
+use tandem_model::config::{self, Config};
+use tandem_model::control::Client;
 
 use crate::examine::{Facts, sysctls_wanted};
 
@@ -29,14 +32,42 @@ pub fn nft_ruleset() -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-pub fn gather(config: Config) -> Facts {
+/// How long between vrrpd's two samples: three adverts of the slowest
+/// instance and a little, so a router that sends is heard.
+pub fn sampling(config: &Config) -> Duration {
+    config
+        .vrrp_instances
+        .iter()
+        .map(|i| i.advert_interval * 3 + Duration::from_millis(200))
+        .max()
+        .unwrap_or_default()
+}
+
+/// vrrpd's status, then again after `apart`; `None` when it does not
+/// answer (not running here, or no instance).
+pub async fn vrrpd_samples(config: &Config, apart: Duration) -> Option<(VrrpdStatus, VrrpdStatus)> {
+    if config.vrrp_instances.is_empty() {
+        return None;
+    }
+    let c = Client::new(config::socket_in(&config.node.socket_dir, "vrrpd"));
+    let before = c.get::<VrrpdStatus>("/status").await.ok()?;
+    tokio::time::sleep(apart).await;
+    let after = c.get::<VrrpdStatus>("/status").await.ok()?;
+    Some((before, after))
+}
+
+pub async fn gather(config: Config) -> Facts {
     let sysctl: BTreeMap<String, String> = sysctls_wanted(&config)
         .into_iter()
         .filter_map(|k| sysctl(&k).map(|v| (k, v)))
         .collect();
+    let apart = sampling(&config);
+    let vrrpd = vrrpd_samples(&config, apart).await;
     Facts {
         nft: nft_ruleset(),
         config,
         sysctl,
+        vrrpd,
+        apart,
     }
 }

@@ -8,15 +8,19 @@ use tandem_tests::binary;
 use tandem_tests::cluster::{Vrrpd, instance, net};
 use tandem_tests::netns::{Host, Lab};
 
-/// `tandem doctor --json` in `host`: its exit status and findings.
+/// `tandem doctor --json` in `host`, over the sockets beside `config`:
+/// its exit status and findings.
 fn doctor(lab: &Lab, host: &Host, config: &std::path::Path) -> (i32, Vec<serde_json::Value>) {
     let bin = binary("tandem");
+    let dir = config.parent().unwrap();
     let out = lab.exec(
         host,
         &[
             bin.to_str().unwrap(),
             "--config",
             config.to_str().unwrap(),
+            "--socket-dir",
+            dir.to_str().unwrap(),
             "doctor",
             "--json",
         ],
@@ -126,4 +130,56 @@ fn a_firewall_dropping_vrrp_is_found_and_its_printed_fix_ends_two_masters() {
     // And the fix is the cure: lb2 hears lb1 again and steps down.
     v2.wait_state("web", VrrpState::Backup, Duration::from_secs(15));
     assert_eq!(v1.state("web"), VrrpState::Master);
+}
+
+#[test]
+fn another_router_on_our_vrid_is_found_and_gone_once_the_vrid_is_ours_alone() {
+    let Some(net) = net("doctor-vrid", 2) else {
+        return;
+    };
+    let (lb1, other) = (&net.directors[0], &net.directors[1]);
+    let adverts = "advert_interval = \"200ms\"";
+    let mut v1 = Vrrpd::start(
+        &net.lab,
+        lb1,
+        &instance("web", 51, 100, &["10.77.0.100/24"], adverts),
+    );
+    v1.wait_state("web", VrrpState::Master, Duration::from_secs(15));
+    // A router that is not ours, on the same VRID, another VIP, a higher
+    // priority: lb1 follows it, and nobody holds 10.77.0.100.
+    let rogue = Vrrpd::start(
+        &net.lab,
+        other,
+        &instance("gw", 51, 200, &["10.77.0.150/24"], adverts),
+    );
+    rogue.wait_state("gw", VrrpState::Master, Duration::from_secs(15));
+    v1.wait_state("web", VrrpState::Backup, Duration::from_secs(15));
+    let (code, found) = doctor(&net.lab, lb1, &v1.config);
+    assert_eq!(code, 2, "{found:#?}");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f["id"], "vrrp-other-router");
+    assert!(
+        f["seen"]
+            .as_str()
+            .unwrap()
+            .contains("follows 10.77.0.2 (priority 200)"),
+        "{f}"
+    );
+    assert!(
+        f["fix"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("tcpdump -eni eth0"),
+        "{f}"
+    );
+    // The fix it names: a VRID nobody else uses, and a reload.
+    let file = std::fs::read_to_string(&v1.config).unwrap();
+    std::fs::write(&v1.config, file.replace("vrid = 51", "vrid = 52")).unwrap();
+    v1.signal(libc::SIGHUP);
+    v1.wait_state("web", VrrpState::Master, Duration::from_secs(15));
+    let (code, found) = doctor(&net.lab, lb1, &v1.config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+    drop(rogue);
+    let _ = v1.stop();
 }

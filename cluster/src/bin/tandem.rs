@@ -74,7 +74,8 @@ enum Cmd {
         since: Option<u64>,
     },
     /// Examine this director for what is set up wrong (NAT without
-    /// forwarding, a firewall dropping VRRP):
+    /// forwarding, a firewall dropping VRRP, another router on one of
+    /// our VRIDs; vrrpd is watched for three adverts' time):
     /// each finding with how it was seen, what it breaks and the command
     /// that fixes it, worst first. Exit 0: nothing worse than info, 1: a
     /// warning, 2: an error.
@@ -194,7 +195,7 @@ fn main() -> ExitCode {
         Cmd::Import(ImportCmd::Keepalived { file, node, out }) => {
             return import_keepalived(file, node.as_deref(), out.as_deref());
         }
-        Cmd::Doctor { json } => return doctor(&args.config, *json),
+        Cmd::Doctor { json } => return doctor(&args.config, args.socket_dir.as_deref(), *json),
         _ => {}
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -218,15 +219,28 @@ fn main() -> ExitCode {
 
 /// `tandem doctor`: the exit status is the worst finding's (3 when the
 /// file does not load: nothing was examined).
-fn doctor(path: &Path, json: bool) -> ExitCode {
-    let c = match config::load(path) {
+fn doctor(path: &Path, socket_dir: Option<&Path>, json: bool) -> ExitCode {
+    let mut c = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tandem: {e}");
             return ExitCode::from(3);
         }
     };
-    let facts = tandem_doctor::gather::gather(c);
+    if let Some(d) = socket_dir {
+        c.node.socket_dir = d.to_path_buf();
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tandem: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let facts = rt.block_on(tandem_doctor::gather::gather(c));
     let findings = tandem_doctor::examine(&facts);
     let status = tandem_doctor::finding::exit_status(&findings);
     if json {
