@@ -22,6 +22,20 @@ pub struct Facts {
     /// vrrpd's status twice, `apart` apart; `None` when it does not answer.
     pub vrrpd: Option<(VrrpdStatus, VrrpdStatus)>,
     pub apart: Duration,
+    /// Who answered an ARP probe for each IPv4 VIP this director holds
+    /// as master.
+    pub arp: Vec<ArpAnswers>,
+}
+
+/// The hardware addresses that answered ARP for one VIP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArpAnswers {
+    pub instance: String,
+    pub interface: String,
+    pub vip: std::net::Ipv4Addr,
+    /// This director's own: the interface's and the VRID's virtual MAC.
+    pub own: Vec<[u8; 6]>,
+    pub answered: Vec<[u8; 6]>,
 }
 
 /// The sysctls [`examine`] reads: gather reads these.
@@ -44,6 +58,9 @@ pub fn examine(facts: &Facts) -> Vec<Finding> {
     }
     if let Some((before, after)) = &facts.vrrpd {
         other_routers(before, after, facts.apart, &mut out);
+    }
+    for a in &facts.arp {
+        vip_answered_elsewhere(a, &mut out);
     }
     sort(&mut out);
     out
@@ -254,6 +271,58 @@ fn other_routers(
     }
 }
 
+/// A VIP this director holds as master, answered on the segment by
+/// another MAC: a DR real server holding it on `lo` whose kernel answers
+/// ARP for every local address on every interface (arp_ignore 0, the
+/// default), or another director that is master too.
+fn vip_answered_elsewhere(a: &ArpAnswers, out: &mut Vec<Finding>) {
+    let others: Vec<String> = a
+        .answered
+        .iter()
+        .filter(|m| !a.own.contains(m))
+        .map(crate::arp::format_mac)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    out.push(Finding {
+        id: "vip-answered-elsewhere".into(),
+        severity: Severity::Error,
+        what: format!(
+            "{} (instance {}, master here) is answered on {} by {} too",
+            a.vip,
+            a.instance,
+            a.interface,
+            others.join(", ")
+        ),
+        seen: format!(
+            "an ARP probe for {} on {} was answered by {}",
+            a.vip,
+            a.interface,
+            a.answered
+                .iter()
+                .map(|m| {
+                    let mut s = crate::arp::format_mac(m);
+                    if a.own.contains(m) {
+                        s.push_str(" (this director)");
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        breaks: format!(
+            "the router and the clients send part of the traffic for {} to the other host, by whichever answer they heard last",
+            a.vip
+        ),
+        fix: vec![
+            format!("ip neigh | grep -i -e {}   # which host that is", others.join(" -e ")),
+            "on that host, a DR real server holding the VIP on lo: sysctl -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2".into(),
+            "if it is another director, it is master too: run tandem doctor there".into(),
+        ],
+    });
+}
+
 /// Whether one expression of a rule matches protocol 112.
 fn matches_vrrp(e: &Value) -> bool {
     let m = &e["match"];
@@ -312,6 +381,7 @@ virtual_ips = ["192.0.2.10/24"]
             nft,
             vrrpd: None,
             apart: Duration::ZERO,
+            arp: Vec::new(),
         }
     }
 
@@ -324,6 +394,36 @@ virtual_ips = ["192.0.2.10/24"]
                          "type": "filter", "hook": hook, "prio": 0, "policy": "accept" } },
             { "rule": { "family": "inet", "table": "fw", "chain": "c", "handle": 7, "expr": rule } },
         ]})
+    }
+
+    #[test]
+    fn a_vip_answered_by_another_mac_is_an_error_and_our_own_answers_are_not() {
+        let own = [2, 0, 0, 0, 0, 1];
+        let vmac = [0, 0, 0x5e, 0, 1, 51];
+        let rs = [2, 0, 0, 0, 0, 9];
+        let mut f = facts(VRRP, &[], None);
+        let answers = |answered: Vec<[u8; 6]>| ArpAnswers {
+            instance: "web".into(),
+            interface: "eth0".into(),
+            vip: std::net::Ipv4Addr::new(192, 0, 2, 10),
+            own: vec![own, vmac],
+            answered,
+        };
+        f.arp = vec![answers(vec![vmac, own])];
+        assert!(examine(&f).is_empty());
+        f.arp = vec![answers(vec![own, rs])];
+        let found = examine(&f);
+        assert_eq!(ids(&found), ["vip-answered-elsewhere"]);
+        assert!(
+            found[0].what.contains("02:00:00:00:00:09"),
+            "{}",
+            found[0].what
+        );
+        assert!(
+            found[0].seen.contains("02:00:00:00:00:01 (this director)"),
+            "{}",
+            found[0].seen
+        );
     }
 
     fn ids(f: &[Finding]) -> Vec<&str> {

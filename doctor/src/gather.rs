@@ -10,7 +10,45 @@ use tandem_model::api::VrrpdStatus;
 use tandem_model::config::{self, Config};
 use tandem_model::control::Client;
 
-use crate::examine::{Facts, sysctls_wanted};
+use crate::examine::{ArpAnswers, Facts, sysctls_wanted};
+
+/// How long an ARP probe waits for answers, and the most VIPs probed.
+const ARP_WAIT: Duration = Duration::from_millis(300);
+const ARP_MAX: usize = 64;
+
+/// Probes every IPv4 VIP of the instances master here (the ones this
+/// director answers for).
+fn probe_vips(status: &VrrpdStatus) -> Vec<ArpAnswers> {
+    let mut out = Vec::new();
+    for i in &status.instances {
+        if i.state != tandem_model::api::VrrpState::Master {
+            continue;
+        }
+        let Ok((_, mac)) = crate::arp::interface(&i.interface) else {
+            continue;
+        };
+        // RFC 5798 7.3: the VRID's virtual MAC, with a virtual MAC set.
+        let own = vec![mac, [0x00, 0x00, 0x5e, 0x00, 0x01, i.vrid]];
+        for v in &i.virtual_ips {
+            let Ok(vip) = v.split('/').next().unwrap_or_default().parse() else {
+                continue;
+            };
+            if out.len() >= ARP_MAX {
+                return out;
+            }
+            if let Ok(answered) = crate::arp::who_answers(&i.interface, vip, ARP_WAIT) {
+                out.push(ArpAnswers {
+                    instance: i.name.clone(),
+                    interface: i.interface.clone(),
+                    vip,
+                    own: own.clone(),
+                    answered,
+                });
+            }
+        }
+    }
+    out
+}
 
 pub fn sysctl(name: &str) -> Option<String> {
     let path = Path::new("/proc/sys").join(name.replace('.', "/"));
@@ -63,11 +101,16 @@ pub async fn gather(config: Config) -> Facts {
         .collect();
     let apart = sampling(&config);
     let vrrpd = vrrpd_samples(&config, apart).await;
+    let arp = vrrpd
+        .as_ref()
+        .map(|(_, now)| probe_vips(now))
+        .unwrap_or_default();
     Facts {
         nft: nft_ruleset(),
         config,
         sysctl,
         vrrpd,
         apart,
+        arp,
     }
 }

@@ -107,13 +107,30 @@ fn a_firewall_dropping_vrrp_is_found_and_its_printed_fix_ends_two_masters() {
     assert_eq!(v1.state("web"), VrrpState::Master, "two masters");
     let (code, found) = doctor(&net.lab, lb2, &v2.config);
     assert_eq!(code, 2, "{found:#?}");
+    let rules: Vec<&serde_json::Value> = found
+        .iter()
+        .filter(|f| f["id"] == "nft-drops-vrrp")
+        .collect();
     assert_eq!(
-        found.len(),
+        rules.len(),
         2,
         "the input rule and the output rule: {found:#?}"
     );
-    for f in &found {
-        assert_eq!(f["id"], "nft-drops-vrrp");
+    // What the rule breaks, seen too: lb1, master as well, answers ARP
+    // for the VIP lb2 holds.
+    let lb1_mac = tandem_tests::cluster::mac(&net.lab, lb1, "eth0");
+    let elsewhere: Vec<&serde_json::Value> = found
+        .iter()
+        .filter(|f| f["id"] == "vip-answered-elsewhere")
+        .collect();
+    assert_eq!(elsewhere.len(), 1, "{found:#?}");
+    assert!(
+        elsewhere[0]["what"].as_str().unwrap().contains(&lb1_mac),
+        "{} names lb1's {lb1_mac}",
+        elsewhere[0]["what"]
+    );
+    assert_eq!(found.len(), 3, "{found:#?}");
+    for f in rules {
         assert!(
             f["seen"].as_str().unwrap().contains("inet tandem_test"),
             "{f}"
@@ -125,11 +142,13 @@ fn a_firewall_dropping_vrrp_is_found_and_its_printed_fix_ends_two_masters() {
         );
         run_fix(&net.lab, lb2, fix);
     }
-    let (code, found) = doctor(&net.lab, lb2, &v2.config);
-    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
-    // And the fix is the cure: lb2 hears lb1 again and steps down.
+    // The fix is the cure: lb2 hears lb1 again and steps down.
     v2.wait_state("web", VrrpState::Backup, Duration::from_secs(15));
     assert_eq!(v1.state("web"), VrrpState::Master);
+    let (code, found) = doctor(&net.lab, lb2, &v2.config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+    let (code, found) = doctor(&net.lab, lb1, &v1.config);
+    assert_eq!((code, found.len()), (0, 0), "lb1, master alone: {found:#?}");
 }
 
 #[test]
@@ -182,4 +201,49 @@ fn another_router_on_our_vrid_is_found_and_gone_once_the_vrid_is_ours_alone() {
     assert_eq!((code, found.len()), (0, 0), "{found:#?}");
     drop(rogue);
     let _ = v1.stop();
+}
+
+#[test]
+fn a_dr_real_server_answering_arp_for_the_vip_is_found_and_gone_once_it_ignores_it() {
+    let Some(net) = net("doctor-arp", 1) else {
+        return;
+    };
+    let lb1 = &net.directors[0];
+    let v1 = Vrrpd::start(
+        &net.lab,
+        lb1,
+        &instance(
+            "web",
+            51,
+            150,
+            &["10.77.0.100/24"],
+            "advert_interval = \"200ms\"",
+        ),
+    );
+    v1.wait_state("web", VrrpState::Master, Duration::from_secs(15));
+    let (code, found) = doctor(&net.lab, lb1, &v1.config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+    // A DR real server as set up by hand: the VIP on lo, and the kernel's
+    // default of answering ARP for it on eth0.
+    let rs = &net.client;
+    run_fix(&net.lab, rs, "ip addr add 10.77.0.100/32 dev lo");
+    run_fix(
+        &net.lab,
+        rs,
+        "sysctl -qw net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0",
+    );
+    let (code, found) = doctor(&net.lab, lb1, &v1.config);
+    assert_eq!(code, 2, "{found:#?}");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f["id"], "vip-answered-elsewhere");
+    let rs_mac = tandem_tests::cluster::mac(&net.lab, rs, "eth0");
+    assert!(f["what"].as_str().unwrap().contains(&rs_mac), "{f}");
+    // The printed fix, on that host.
+    let fix = f["fix"][1].as_str().unwrap();
+    let command = fix.split(": ").last().unwrap();
+    assert!(command.starts_with("sysctl -w "), "{fix}");
+    run_fix(&net.lab, rs, command);
+    let (code, found) = doctor(&net.lab, lb1, &v1.config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
 }
