@@ -70,6 +70,24 @@ pub fn render(findings: &[Finding]) -> String {
     out
 }
 
+/// What an examination could see, for a line under its findings.
+pub fn examined(r: &crate::Report) -> String {
+    let nft = if r.nft {
+        "nftables read"
+    } else {
+        "nftables not read (no nft, or no CAP_NET_ADMIN: sudo tandem doctor reads it)"
+    };
+    let vrrpd = match r.vrrpd_watched_ms {
+        Some(ms) => format!("vrrpd watched for {:.1} s", ms as f64 / 1000.0),
+        None => "vrrpd not running here".to_string(),
+    };
+    let arp = match r.arp_probed {
+        Some(n) => format!("{n} VIPs probed with ARP"),
+        None => "VIPs not probed with ARP (sudo tandem doctor does)".to_string(),
+    };
+    format!("{nft}; {vrrpd}; {arp}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,19 +94,19 @@ pub async fn vrrpd_samples(config: &Config, apart: Duration) -> Option<(VrrpdSta
     Some((before, after))
 }
 
-pub async fn gather(config: Config) -> Facts {
+pub async fn gather(config: Config, what: crate::Examine) -> Facts {
     let sysctl: BTreeMap<String, String> = sysctls_wanted(&config)
         .into_iter()
         .filter_map(|k| sysctl(&k).map(|v| (k, v)))
         .collect();
     let apart = sampling(&config);
     let vrrpd = vrrpd_samples(&config, apart).await;
-    let arp = vrrpd
-        .as_ref()
-        .map(|(_, now)| probe_vips(now))
-        .unwrap_or_default();
+    let arp = match &vrrpd {
+        Some((_, now)) if what.arp => probe_vips(now),
+        _ => Vec::new(),
+    };
     Facts {
-        nft: nft_ruleset(),
+        nft: if what.nft { nft_ruleset() } else { None },
         config,
         sysctl,
         vrrpd,

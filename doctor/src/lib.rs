@@ -16,3 +16,44 @@ pub mod gather;
 
 pub use examine::{Facts, examine};
 pub use finding::{Finding, Severity};
+
+use serde::{Deserialize, Serialize};
+use tandem_model::config::Config;
+
+/// What to examine beyond the file and `/proc/sys`: the ruleset needs
+/// CAP_NET_ADMIN, an ARP probe CAP_NET_RAW and sends on the segment.
+#[derive(Clone, Copy, Debug)]
+pub struct Examine {
+    pub nft: bool,
+    pub arp: bool,
+}
+
+/// One examination: its findings, worst first, and what it could see.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// When it ran (Unix milliseconds).
+    pub at: u64,
+    pub findings: Vec<Finding>,
+    /// 0, 1 or 2: as `tandem doctor` exits.
+    pub exit: u8,
+    /// The nftables ruleset was read.
+    pub nft: bool,
+    /// vrrpd was watched for this long (milliseconds); `None` when it
+    /// does not run here or has no instance.
+    pub vrrpd_watched_ms: Option<u64>,
+    /// VIPs probed with ARP; `None` when not asked to probe.
+    pub arp_probed: Option<usize>,
+}
+
+pub async fn diagnose(config: Config, what: Examine, now: u64) -> Report {
+    let facts = gather::gather(config, what).await;
+    let findings = examine(&facts);
+    Report {
+        at: now,
+        exit: finding::exit_status(&findings),
+        findings,
+        nft: facts.nft.is_some(),
+        vrrpd_watched_ms: facts.vrrpd.as_ref().map(|_| facts.apart.as_millis() as u64),
+        arp_probed: what.arp.then_some(facts.arp.len()),
+    }
+}

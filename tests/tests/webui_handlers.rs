@@ -1219,3 +1219,48 @@ async fn the_virtual_servers_page_and_api_search_filter_and_page() {
         "no filter: all"
     );
 }
+
+#[tokio::test]
+async fn the_doctor_page_and_api_show_this_directors_findings_to_a_viewer() {
+    let e = env();
+    let v = e.login("vic", "viewer-pw").await;
+    let page = e.get("/doctor", Some(&v)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("id=\"no-findings\""), "{}", page.body);
+    assert!(
+        page.body.contains("sudo tandem doctor"),
+        "it says what only root examines: {}",
+        page.body
+    );
+    let api = e
+        .api(
+            Method::GET,
+            "/api/v1/doctor",
+            Some(("vic", "viewer-pw")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    let r = api.json();
+    assert_eq!(r["exit"], 0);
+    assert_eq!(r["findings"], serde_json::json!([]));
+    assert_eq!(r["nft"], false, "the web UI does not read the ruleset");
+    assert!(r["arp_probed"].is_null(), "nor probe with ARP");
+}
+
+#[tokio::test]
+async fn the_doctor_page_names_a_file_that_does_not_load() {
+    let e = env();
+    let v = e.login("vic", "viewer-pw").await;
+    let good = std::fs::read_to_string(&e.config).unwrap();
+    std::fs::write(&e.config, format!("{good}\n[[vrrp_instance]]\nname = 7\n")).unwrap();
+    let page = e.get("/doctor", Some(&v)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"doctor-error\""), "{}", page.body);
+    assert!(
+        page.body.contains("tandem.toml:"),
+        "file:line:column: {}",
+        page.body
+    );
+}

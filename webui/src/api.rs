@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/overview", get(overview))
         .route("/virtual-servers", get(virtual_servers))
         .route("/events", get(events))
+        .route("/doctor", get(doctor))
         .route("/config", get(config_get).post(config_apply))
         .route("/config/validate", post(config_validate))
         .route("/config/backups", get(config_backups))
@@ -109,6 +110,15 @@ async fn virtual_servers(
         "pages": sel.as_ref().map(|s| s.pages),
     }))
     .into_response()
+}
+
+/// The doctor's findings on this director (as `tandem doctor --json`,
+/// less what needs root: see `App::doctor`).
+async fn doctor(State(app): State<AppState>, _v: Viewer) -> Response {
+    match app.doctor().await {
+        Ok(r) => Json(&*r).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 async fn events(State(app): State<AppState>, _v: Viewer, Query(f): Query<EventFilter>) -> Response {

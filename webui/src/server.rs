@@ -243,6 +243,7 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(pages::overview))
         .route("/virtual-servers", get(pages::virtual_servers))
         .route("/events", get(pages::events))
+        .route("/doctor", get(pages::doctor))
         .route("/cluster", get(pages::cluster))
         .route("/cluster/resolve", post(pages::resolve))
         .route("/cluster/maintenance", post(pages::cluster_maintenance))

@@ -73,7 +73,14 @@ pub struct App {
     pub handshakes: Arc<tandem_model::serve::Stats>,
     /// Password checks at once.
     pub passwords: &'static crate::auth::PasswordGate,
+    /// The daemons' sockets (the doctor asks vrrpd there).
+    pub socket_dir: PathBuf,
+    /// The doctor's last report, shown while it is fresh.
+    pub doctor: tokio::sync::Mutex<Option<Arc<tandem_doctor::Report>>>,
 }
+
+/// How long the doctor's report stands before a page asks for a new one.
+pub const DOCTOR_FRESH_MS: u64 = 60_000;
 
 pub type AppState = Arc<App>;
 
@@ -107,6 +114,8 @@ impl App {
             connections: Arc::default(),
             handshakes: Arc::default(),
             passwords: crate::auth::PasswordGate::shared(),
+            socket_dir: opts.socket_dir.clone(),
+            doctor: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -172,6 +181,29 @@ impl App {
         if self.cluster.is_some() {
             tokio::spawn(crate::cluster::follow(self.clone()));
         }
+    }
+
+    /// The doctor's report on this director, examined again when the last
+    /// is older than [`DOCTOR_FRESH_MS`]. The web UI runs without
+    /// CAP_NET_ADMIN and CAP_NET_RAW: it reads the file, `/proc/sys` and
+    /// vrrpd; the ruleset and the ARP probes are `sudo tandem doctor`'s.
+    pub async fn doctor(&self) -> Result<Arc<tandem_doctor::Report>, String> {
+        let mut held = self.doctor.lock().await;
+        if let Some(r) = held
+            .as_ref()
+            .filter(|r| self.now().saturating_sub(r.at) < DOCTOR_FRESH_MS)
+        {
+            return Ok(r.clone());
+        }
+        let mut c = tandem_model::config::load(self.config.path()).map_err(|e| e.to_string())?;
+        c.node.socket_dir = self.socket_dir.clone();
+        let what = tandem_doctor::Examine {
+            nft: false,
+            arp: false,
+        };
+        let r = Arc::new(tandem_doctor::diagnose(c, what, self.now()).await);
+        *held = Some(r.clone());
+        Ok(r)
     }
 
     /// The cluster as clusterd last told it, when this is a cluster.

@@ -240,28 +240,34 @@ fn doctor(path: &Path, socket_dir: Option<&Path>, json: bool) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let facts = rt.block_on(tandem_doctor::gather::gather(c));
-    let findings = tandem_doctor::examine(&facts);
-    let status = tandem_doctor::finding::exit_status(&findings);
+    let what = tandem_doctor::Examine {
+        nft: true,
+        arp: true,
+    };
+    let r = rt.block_on(tandem_doctor::diagnose(
+        c,
+        what,
+        tandem_model::api::now_millis(),
+    ));
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "findings": findings, "exit": status })
-        );
-    } else if findings.is_empty() {
-        println!(
-            "no findings ({}; nftables {})",
-            path.display(),
-            if facts.nft.is_some() {
-                "read"
-            } else {
-                "not read: no nft, or not root"
+        match serde_json::to_string(&r) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("tandem: {e}");
+                return ExitCode::from(3);
             }
+        }
+    } else if r.findings.is_empty() {
+        println!(
+            "no findings ({}; {})",
+            path.display(),
+            tandem_doctor::finding::examined(&r)
         );
     } else {
-        print!("{}", tandem_doctor::finding::render(&findings));
+        print!("{}", tandem_doctor::finding::render(&r.findings));
+        println!("({})", tandem_doctor::finding::examined(&r));
     }
-    ExitCode::from(status)
+    ExitCode::from(r.exit)
 }
 
 /// `tandem import keepalived`: 0 complete, 1 partial, 2 failed.

@@ -6,6 +6,7 @@ mod actions;
 mod assets;
 mod cluster;
 mod config;
+mod doctor;
 mod events;
 mod live;
 mod login;
@@ -18,6 +19,7 @@ pub use cluster::{
     api_cluster, api_maintenance, api_resolve, cluster, maintenance as cluster_maintenance, resolve,
 };
 pub use config::{backup, config, config_apply, config_preview, config_rollback};
+pub use doctor::doctor;
 pub use events::events;
 pub use live::live;
 pub use login::{login, login_form, logout};
