@@ -56,6 +56,9 @@ pub fn examine(facts: &Facts) -> Vec<Finding> {
     {
         nft_drops_vrrp(nft, &mut out);
     }
+    if let (Some(sync), Some(nft)) = (&facts.config.connection_sync, &facts.nft) {
+        nft_drops_sync(nft, &sync.instance, &mut out);
+    }
     if let Some((before, after)) = &facts.vrrpd {
         other_routers(before, after, facts.apart, &mut out);
     }
@@ -142,11 +145,41 @@ fn nat_forwarding(facts: &Facts, out: &mut Vec<Finding>) {
     }
 }
 
-/// A rule of the ruleset that drops VRRP (IP protocol 112) on its way in
-/// or out of this director: `meta l4proto 112`, `ip protocol vrrp`,
-/// `ip6 nexthdr 112`, or a set holding it, with a drop verdict, in any
-/// chain but a forward one.
-fn nft_drops_vrrp(nft: &Value, out: &mut Vec<Finding>) {
+/// A rule with a drop verdict, in a chain that is not a forward one
+/// (what crosses the director is not ours to judge here).
+struct DropRule {
+    family: String,
+    table: String,
+    chain: String,
+    handle: u64,
+    hook: Option<String>,
+}
+
+impl DropRule {
+    fn seen(&self, what: &str) -> String {
+        format!(
+            "nft -a list ruleset: {} {} {}{}, rule handle {} drops {what}",
+            self.family,
+            self.table,
+            self.chain,
+            self.hook
+                .as_ref()
+                .map(|h| format!(" (hook {h})"))
+                .unwrap_or_default(),
+            self.handle
+        )
+    }
+
+    fn delete(&self) -> String {
+        format!(
+            "nft delete rule {} {} {} handle {}",
+            self.family, self.table, self.chain, self.handle
+        )
+    }
+}
+
+/// The ruleset's drop rules with an expression `matches` accepts.
+fn dropping(nft: &Value, matches: impl Fn(&Value) -> bool) -> Vec<DropRule> {
     let items = nft["nftables"].as_array().cloned().unwrap_or_default();
     let hook_of = |family: &str, table: &str, chain: &str| {
         items.iter().find_map(|i| {
@@ -156,39 +189,91 @@ fn nft_drops_vrrp(nft: &Value, out: &mut Vec<Finding>) {
                 .flatten()
         })
     };
+    let mut out = Vec::new();
     for item in &items {
         let r = &item["rule"];
         let Some(expr) = r["expr"].as_array() else {
             continue;
         };
         let drops = expr.iter().any(|e| e.get("drop").is_some());
-        if !drops || !expr.iter().any(matches_vrrp) {
+        if !drops || !expr.iter().any(&matches) {
             continue;
         }
-        let (family, table, chain) = (
-            r["family"].as_str().unwrap_or_default(),
-            r["table"].as_str().unwrap_or_default(),
-            r["chain"].as_str().unwrap_or_default(),
-        );
-        let hook = hook_of(family, table, chain);
+        let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let (family, table, chain) = (field("family"), field("table"), field("chain"));
+        let hook = hook_of(&family, &table, &chain);
         if hook.as_deref() == Some("forward") {
             continue;
         }
-        let handle = r["handle"].as_u64().unwrap_or_default();
+        out.push(DropRule {
+            family,
+            table,
+            chain,
+            handle: r["handle"].as_u64().unwrap_or_default(),
+            hook,
+        });
+    }
+    out
+}
+
+/// A rule that drops VRRP (IP protocol 112) on its way in or out of this
+/// director: `meta l4proto 112`, `ip protocol vrrp`, `ip6 nexthdr 112`,
+/// or a set holding it.
+fn nft_drops_vrrp(nft: &Value, out: &mut Vec<Finding>) {
+    for r in dropping(nft, matches_vrrp) {
         out.push(Finding {
             id: "nft-drops-vrrp".into(),
             severity: Severity::Error,
             what: format!(
-                "an nftables rule drops VRRP (IP protocol 112) in {family} {table} {chain}"
+                "an nftables rule drops VRRP (IP protocol 112) in {} {} {}",
+                r.family, r.table, r.chain
             ),
-            seen: format!(
-                "nft -a list ruleset: {family} {table} {chain}{}, rule handle {handle} drops protocol 112",
-                hook.map(|h| format!(" (hook {h})")).unwrap_or_default()
-            ),
+            seen: r.seen("protocol 112"),
             breaks: "adverts do not pass: the directors do not hear each other, and each becomes master of every VIP (ARP for it flips between them)".into(),
-            fix: vec![format!("nft delete rule {family} {table} {chain} handle {handle}")],
+            fix: vec![r.delete()],
         });
     }
+}
+
+/// IPVS's connection sync: UDP to port 8848 (IP_VS_SYNC_PORT) of
+/// 224.0.0.81.
+const SYNC_PORT: u64 = 8848;
+
+/// A rule that drops the sync daemon's messages: `udp dport 8848` (or
+/// `th dport`), by number, in a set or in a range.
+fn nft_drops_sync(nft: &Value, instance: &str, out: &mut Vec<Finding>) {
+    for r in dropping(nft, matches_sync_port) {
+        out.push(Finding {
+            id: "nft-drops-sync".into(),
+            severity: Severity::Error,
+            what: format!(
+                "an nftables rule drops connection sync (UDP {SYNC_PORT}) in {} {} {}",
+                r.family, r.table, r.chain
+            ),
+            seen: r.seen(&format!("UDP port {SYNC_PORT}")),
+            breaks: format!(
+                "the backup does not learn the master's connections: when {instance} fails over, every established connection through this director breaks"
+            ),
+            fix: vec![r.delete()],
+        });
+    }
+}
+
+fn matches_sync_port(e: &Value) -> bool {
+    let m = &e["match"];
+    if m.is_null() || m["op"].as_str().is_some_and(|op| op != "==" && op != "in") {
+        return false;
+    }
+    let p = &m["left"]["payload"];
+    let on_port = (p["protocol"] == "udp" || p["protocol"] == "th") && p["field"] == "dport";
+    let holds = |v: &Value| {
+        v.as_u64() == Some(SYNC_PORT)
+            || v["range"].as_array().is_some_and(|r| {
+                r.len() == 2 && r[0].as_u64() <= Some(SYNC_PORT) && Some(SYNC_PORT) <= r[1].as_u64()
+            })
+    };
+    let right = &m["right"];
+    on_port && (holds(right) || right["set"].as_array().is_some_and(|s| s.iter().any(holds)))
 }
 
 /// Adverts for one of our VRIDs that disagree with our instance, arriving
@@ -424,6 +509,32 @@ virtual_ips = ["192.0.2.10/24"]
             "{}",
             found[0].seen
         );
+    }
+
+    #[test]
+    fn a_rule_dropping_the_sync_port_is_found_when_connections_are_synced() {
+        let synced =
+            format!("{VRRP}\n[connection_sync]\ninstance = \"web\"\ninterface = \"eth0\"\n");
+        for right in [
+            serde_json::json!(8848),
+            serde_json::json!({ "set": [53, 8848] }),
+            serde_json::json!({ "set": [{ "range": [8000, 9000] }] }),
+        ] {
+            let rule = serde_json::json!([
+                { "match": { "op": "==", "left": { "payload": { "protocol": "udp", "field": "dport" } }, "right": right } },
+                { "drop": null }
+            ]);
+            let f = examine(&facts(&synced, &[], Some(ruleset("input", rule.clone()))));
+            assert_eq!(ids(&f), ["nft-drops-sync"], "{right}");
+            assert_eq!(f[0].fix, ["nft delete rule inet fw c handle 7"]);
+            // Without connection sync it breaks nothing of ours.
+            assert!(examine(&facts(VRRP, &[], Some(ruleset("input", rule)))).is_empty());
+        }
+        let other = serde_json::json!([
+            { "match": { "op": "==", "left": { "payload": { "protocol": "udp", "field": "dport" } }, "right": 53 } },
+            { "drop": null }
+        ]);
+        assert!(examine(&facts(&synced, &[], Some(ruleset("input", other)))).is_empty());
     }
 
     fn ids(f: &[Finding]) -> Vec<&str> {

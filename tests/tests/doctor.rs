@@ -247,3 +247,33 @@ fn a_dr_real_server_answering_arp_for_the_vip_is_found_and_gone_once_it_ignores_
     let (code, found) = doctor(&net.lab, lb1, &v1.config);
     assert_eq!((code, found.len()), (0, 0), "{found:#?}");
 }
+
+#[test]
+fn a_firewall_dropping_connection_sync_is_found_and_gone_after_the_printed_fix() {
+    let Some(net) = net("doctor-sync", 1) else {
+        return;
+    };
+    let lb1 = &net.directors[0];
+    let config = net.lab.dir().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nname = \"lb1\"\n\n{}\n[connection_sync]\ninstance = \"web\"\ninterface = \"eth0\"\n",
+            instance("web", 51, 150, &["10.77.0.100/24"], "")
+        ),
+    )
+    .unwrap();
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+    net.lab.nft(
+        lb1,
+        "table inet fw {\n chain in { type filter hook input priority 0; udp dport { 53, 8848 } drop; }\n}\n",
+    );
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!(code, 2, "{found:#?}");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["id"], "nft-drops-sync");
+    run_fix(&net.lab, lb1, found[0]["fix"][0].as_str().unwrap());
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+}
