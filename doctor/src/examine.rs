@@ -25,6 +25,36 @@ pub struct Facts {
     /// Who answered an ARP probe for each IPv4 VIP this director holds
     /// as master.
     pub arp: Vec<ArpAnswers>,
+    /// What each IPv4 DR real server answered (see [`crate::dr`]).
+    pub dr: Vec<DrAnswers>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrAnswers {
+    pub virtual_server: String,
+    pub real_server: std::net::Ipv4Addr,
+    pub vip: std::net::Ipv4Addr,
+    pub answers: crate::dr::Answers,
+}
+
+/// The DR real servers to probe: (virtual server, real server, VIP),
+/// each pair once, IPv4 with an address (a fwmark service has none).
+pub fn dr_targets(config: &Config) -> Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    let mut out: Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr)> = Vec::new();
+    for v in &config.virtual_servers {
+        let Some(std::net::SocketAddr::V4(vip)) = v.address else {
+            continue;
+        };
+        for r in &v.real_servers {
+            let dr = r.forwarding.unwrap_or(v.forwarding) == Forwarding::Dr;
+            if let (true, std::net::IpAddr::V4(rs)) = (dr, r.address.ip)
+                && !out.iter().any(|(_, a, b)| *a == rs && b == vip.ip())
+            {
+                out.push((v.name.clone(), rs, *vip.ip()));
+            }
+        }
+    }
+    out
 }
 
 /// The hardware addresses that answered ARP for one VIP.
@@ -64,6 +94,9 @@ pub fn examine(facts: &Facts) -> Vec<Finding> {
     }
     for a in &facts.arp {
         vip_answered_elsewhere(a, &mut out);
+    }
+    for d in &facts.dr {
+        dr_vip_missing(d, &mut out);
     }
     sort(&mut out);
     out
@@ -408,6 +441,40 @@ fn vip_answered_elsewhere(a: &ArpAnswers, out: &mut Vec<Finding>) {
     });
 }
 
+/// A DR real server that answers at its own address but not at the VIP,
+/// both sent to its MAC as IPVS's direct routing does: the VIP is not on
+/// one of its interfaces (usually `lo`), so it drops every packet the
+/// director hands it, while its health checks (to its own address) pass.
+fn dr_vip_missing(d: &DrAnswers, out: &mut Vec<Finding>) {
+    if !d.answers.own || d.answers.vip {
+        return;
+    }
+    let mac = crate::arp::format_mac(&d.answers.mac);
+    out.push(Finding {
+        id: "dr-vip-missing".into(),
+        severity: Severity::Error,
+        what: format!(
+            "real server {} of virtual server {} (direct routing) does not take packets for {}",
+            d.real_server, d.virtual_server, d.vip
+        ),
+        seen: format!(
+            "an ICMP echo to {} in a frame to its MAC {mac} on {} got no answer; one to {} the same way did",
+            d.vip, d.answers.device, d.real_server
+        ),
+        breaks: format!(
+            "every connection the scheduler gives {} fails: direct routing hands it packets addressed to {}, and it drops them, while its health checks pass",
+            d.real_server, d.vip
+        ),
+        fix: vec![
+            format!("on {}: ip addr add {}/32 dev lo", d.real_server, d.vip),
+            format!(
+                "on {}: sysctl -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2   # so it does not answer ARP for {} (and in /etc/sysctl.d)",
+                d.real_server, d.vip
+            ),
+        ],
+    });
+}
+
 /// Whether one expression of a rule matches protocol 112.
 fn matches_vrrp(e: &Value) -> bool {
     let m = &e["match"];
@@ -467,6 +534,7 @@ virtual_ips = ["192.0.2.10/24"]
             vrrpd: None,
             apart: Duration::ZERO,
             arp: Vec::new(),
+            dr: Vec::new(),
         }
     }
 

@@ -81,9 +81,9 @@ pub fn examined(r: &crate::Report) -> String {
         Some(ms) => format!("vrrpd watched for {:.1} s", ms as f64 / 1000.0),
         None => "vrrpd not running here".to_string(),
     };
-    let arp = match r.arp_probed {
-        Some(n) => format!("{n} VIPs probed with ARP"),
-        None => "VIPs not probed with ARP (sudo tandem doctor does)".to_string(),
+    let arp = match r.probes {
+        Some(n) => format!("{n} probes of VIPs and DR real servers"),
+        None => "no probes of VIPs or real servers (sudo tandem doctor sends them)".to_string(),
     };
     format!("{nft}; {vrrpd}; {arp}")
 }

@@ -10,11 +10,33 @@ use tandem_model::api::VrrpdStatus;
 use tandem_model::config::{self, Config};
 use tandem_model::control::Client;
 
-use crate::examine::{ArpAnswers, Facts, sysctls_wanted};
+use crate::examine::{ArpAnswers, DrAnswers, Facts, dr_targets, sysctls_wanted};
 
 /// How long an ARP probe waits for answers, and the most VIPs probed.
 const ARP_WAIT: Duration = Duration::from_millis(300);
 const ARP_MAX: usize = 64;
+
+/// How long a DR real server has to answer, and the most probed.
+const DR_WAIT: Duration = Duration::from_millis(500);
+const DR_MAX: usize = 64;
+
+/// Probes every IPv4 DR real server (see [`crate::dr`]); one whose MAC
+/// cannot be learnt is left out (health checks say it is unreachable).
+fn probe_real_servers(config: &Config) -> Vec<DrAnswers> {
+    dr_targets(config)
+        .into_iter()
+        .take(DR_MAX)
+        .filter_map(|(vs, rs, vip)| {
+            let answers = crate::dr::probe(rs, vip, DR_WAIT).ok()??;
+            Some(DrAnswers {
+                virtual_server: vs,
+                real_server: rs,
+                vip,
+                answers,
+            })
+        })
+        .collect()
+}
 
 /// Probes every IPv4 VIP of the instances master here (the ones this
 /// director answers for).
@@ -102,8 +124,13 @@ pub async fn gather(config: Config, what: crate::Examine) -> Facts {
     let apart = sampling(&config);
     let vrrpd = vrrpd_samples(&config, apart).await;
     let arp = match &vrrpd {
-        Some((_, now)) if what.arp => probe_vips(now),
+        Some((_, now)) if what.probes => probe_vips(now),
         _ => Vec::new(),
+    };
+    let dr = if what.probes {
+        probe_real_servers(&config)
+    } else {
+        Vec::new()
     };
     Facts {
         nft: if what.nft { nft_ruleset() } else { None },
@@ -112,5 +139,6 @@ pub async fn gather(config: Config, what: crate::Examine) -> Facts {
         vrrpd,
         apart,
         arp,
+        dr,
     }
 }

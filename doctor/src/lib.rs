@@ -3,6 +3,7 @@
 //! dropping VRRP, another router on one of our VRIDs).
 //!
 //! - [`arp`]: who answers ARP for an address (a probe and its replies)
+//! - [`dr`]: whether a DR real server takes packets for the VIP
 //! - [`finding`]: a finding (what, how it was seen, what it breaks, the
 //!   fix) and its severity
 //! - [`examine`]: the rules, sans IO: facts in, findings out
@@ -10,6 +11,7 @@
 //!   vrrpd's status)
 
 pub mod arp;
+pub mod dr;
 pub mod examine;
 pub mod finding;
 pub mod gather;
@@ -21,11 +23,12 @@ use serde::{Deserialize, Serialize};
 use tandem_model::config::Config;
 
 /// What to examine beyond the file and `/proc/sys`: the ruleset needs
-/// CAP_NET_ADMIN, an ARP probe CAP_NET_RAW and sends on the segment.
+/// CAP_NET_ADMIN; the probes (ARP for the VIPs, ICMP to the DR real
+/// servers) need CAP_NET_RAW and send on the segment.
 #[derive(Clone, Copy, Debug)]
 pub struct Examine {
     pub nft: bool,
-    pub arp: bool,
+    pub probes: bool,
 }
 
 /// One examination: its findings, worst first, and what it could see.
@@ -41,8 +44,9 @@ pub struct Report {
     /// vrrpd was watched for this long (milliseconds); `None` when it
     /// does not run here or has no instance.
     pub vrrpd_watched_ms: Option<u64>,
-    /// VIPs probed with ARP; `None` when not asked to probe.
-    pub arp_probed: Option<usize>,
+    /// Probes sent (ARP for VIPs, DR real servers); `None` when not
+    /// asked to probe.
+    pub probes: Option<usize>,
 }
 
 pub async fn diagnose(config: Config, what: Examine, now: u64) -> Report {
@@ -54,6 +58,6 @@ pub async fn diagnose(config: Config, what: Examine, now: u64) -> Report {
         findings,
         nft: facts.nft.is_some(),
         vrrpd_watched_ms: facts.vrrpd.as_ref().map(|_| facts.apart.as_millis() as u64),
-        arp_probed: what.arp.then_some(facts.arp.len()),
+        probes: what.probes.then_some(facts.arp.len() + facts.dr.len()),
     }
 }

@@ -277,3 +277,42 @@ fn a_firewall_dropping_connection_sync_is_found_and_gone_after_the_printed_fix()
     let (code, found) = doctor(&net.lab, lb1, &config);
     assert_eq!((code, found.len()), (0, 0), "{found:#?}");
 }
+
+#[test]
+fn a_dr_real_server_without_the_vip_is_found_and_gone_once_it_holds_it() {
+    let Some(net) = net("doctor-dr", 1) else {
+        return;
+    };
+    let lb1 = &net.directors[0];
+    let rs = &net.client;
+    let config = net.lab.dir().join("tandem.toml");
+    std::fs::write(
+        &config,
+        "[node]\nname = \"lb1\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"10.77.0.100:80\"\nforwarding = \"dr\"\n\n[[virtual_server.real_server]]\naddress = \"10.77.0.200\"\n",
+    )
+    .unwrap();
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!(code, 2, "{found:#?}");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f["id"], "dr-vip-missing");
+    let rs_mac = tandem_tests::cluster::mac(&net.lab, rs, "eth0");
+    assert!(f["seen"].as_str().unwrap().contains(&rs_mac), "{f}");
+    // The printed fixes, on the real server.
+    for fix in f["fix"].as_array().unwrap() {
+        let command = fix.as_str().unwrap();
+        let command = command
+            .strip_prefix("on 10.77.0.200: ")
+            .expect("names the host");
+        let command = command.split("   #").next().unwrap();
+        run_fix(&net.lab, rs, command);
+    }
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+    // A real server that drops ICMP altogether cannot be told apart:
+    // the doctor says nothing rather than guess.
+    run_fix(&net.lab, rs, "ip addr del 10.77.0.100/32 dev lo");
+    net.lab.drop_protocol(rs, 1);
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+}

@@ -1246,7 +1246,7 @@ async fn the_doctor_page_and_api_show_this_directors_findings_to_a_viewer() {
     assert_eq!(r["exit"], 0);
     assert_eq!(r["findings"], serde_json::json!([]));
     assert_eq!(r["nft"], false, "the web UI does not read the ruleset");
-    assert!(r["arp_probed"].is_null(), "nor probe with ARP");
+    assert!(r["probes"].is_null(), "nor send probes");
 }
 
 #[tokio::test]

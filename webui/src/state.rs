@@ -199,7 +199,7 @@ impl App {
         c.node.socket_dir = self.socket_dir.clone();
         let what = tandem_doctor::Examine {
             nft: false,
-            arp: false,
+            probes: false,
         };
         let r = Arc::new(tandem_doctor::diagnose(c, what, self.now()).await);
         *held = Some(r.clone());

@@ -242,7 +242,7 @@ fn doctor(path: &Path, socket_dir: Option<&Path>, json: bool) -> ExitCode {
     };
     let what = tandem_doctor::Examine {
         nft: true,
-        arp: true,
+        probes: true,
     };
     let r = rt.block_on(tandem_doctor::diagnose(
         c,
