@@ -1,13 +1,16 @@
-//! Whether a direct-routing real server takes packets addressed to the
-//! VIP, seen from the director without logging into it: an ICMP echo to
-//! the VIP in a frame addressed to the real server's MAC, as IPVS's DR
-//! forwarding hands it packets (only the MAC rewritten), and one to the
-//! real server's own address the same way, so a server that drops ICMP
-//! is told apart from one without the VIP.
+//! Real servers probed from the director without logging into them, with
+//! ICMP echoes in frames addressed to the real server's MAC:
+//! - direct routing: one to the VIP, as IPVS's DR forwarding hands it
+//!   packets (only the MAC rewritten): is the VIP on one of its
+//!   interfaces?
+//! - NAT: one to its own address from the VIP (a source outside its
+//!   segment, as a client's after IPVS rewrote the destination): does
+//!   the reply come back to this director, its gateway?
 //!
-//! The replies are read off the wire (an AF_PACKET socket), not from the
-//! IP stack: a director that holds the VIP itself drops a reply whose
-//! source is one of its own addresses (a martian) before any socket.
+//! Each with an echo to its own address from this director's first, so
+//! a server that drops ICMP is told apart. The replies are read off the
+//! wire (an AF_PACKET socket), not from the IP stack: a director that
+//! holds the VIP drops a reply from it (a martian) before any socket.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -116,15 +119,26 @@ fn neighbour(ip: Ipv4Addr) -> Option<([u8; 6], String)> {
 pub struct Answers {
     pub mac: [u8; 6],
     pub device: String,
-    /// To its own address, sent to its MAC.
+    /// This director's address on that segment.
+    pub src: Ipv4Addr,
+    /// To its own address from `src`.
     pub own: bool,
-    /// To the VIP, sent to its MAC.
-    pub vip: bool,
+    /// To the second echo (see [`Second`]).
+    pub second: bool,
 }
 
-/// Probes real server `rs` for `vip`; `Ok(None)` when its MAC cannot be
-/// learnt (it does not answer ARP: not on a segment of ours, or down).
-pub fn probe(rs: Ipv4Addr, vip: Ipv4Addr, wait: Duration) -> io::Result<Option<Answers>> {
+/// The second echo: what is asked of the real server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Second {
+    /// Direct routing: from `src` to the VIP.
+    ToVip(Ipv4Addr),
+    /// NAT: from the VIP to the real server's own address.
+    FromVip(Ipv4Addr),
+}
+
+/// Probes real server `rs`; `Ok(None)` when its MAC cannot be learnt (it
+/// does not answer ARP: not on a segment of ours, or down).
+pub fn probe(rs: Ipv4Addr, second: Second, wait: Duration) -> io::Result<Option<Answers>> {
     // A datagram to the discard port makes the kernel resolve its MAC,
     // and names the address this director reaches it from.
     let udp = UdpSocket::bind("0.0.0.0:0")?;
@@ -164,17 +178,22 @@ pub fn probe(rs: Ipv4Addr, vip: Ipv4Addr, wait: Duration) -> io::Result<Option<A
         return Err(io::Error::last_os_error());
     }
     let id = (std::process::id() as u16) ^ 0x7464;
-    for (seq, dst) in [(1u16, rs), (2, vip)] {
-        let f = echo_frame(mac, own_mac, src, dst, id, seq);
+    // The second reply comes from where the echo went.
+    let (second_src, second_dst) = match second {
+        Second::ToVip(vip) => (src, vip),
+        Second::FromVip(vip) => (vip, rs),
+    };
+    for (seq, from, dst) in [(1u16, src, rs), (2, second_src, second_dst)] {
+        let f = echo_frame(mac, own_mac, from, dst, id, seq);
         // SAFETY: f and sll are valid for the given lengths.
         if unsafe { libc::sendto(s.as_raw_fd(), f.as_ptr().cast(), f.len(), 0, ptr, len) } < 0 {
             return Err(io::Error::last_os_error());
         }
     }
-    let (mut own, mut to_vip) = (false, false);
+    let (mut own, mut answered) = (false, false);
     let until = Instant::now() + wait;
     let mut buf = [MaybeUninit::<u8>::uninit(); 256];
-    while !(own && to_vip) {
+    while !(own && answered) {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -199,15 +218,16 @@ pub fn probe(rs: Ipv4Addr, vip: Ipv4Addr, wait: Duration) -> io::Result<Option<A
             .collect();
         match echo_reply(&got) {
             Some((from, i, 1)) if i == id && from == rs => own = true,
-            Some((from, i, 2)) if i == id && from == vip => to_vip = true,
+            Some((from, i, 2)) if i == id && from == second_dst => answered = true,
             _ => {}
         }
     }
     Ok(Some(Answers {
         mac,
         device,
+        src,
         own,
-        vip: to_vip,
+        second: answered,
     }))
 }
 

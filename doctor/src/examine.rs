@@ -34,23 +34,30 @@ pub struct DrAnswers {
     pub virtual_server: String,
     pub real_server: std::net::Ipv4Addr,
     pub vip: std::net::Ipv4Addr,
+    pub forwarding: Forwarding,
     pub answers: crate::dr::Answers,
 }
 
-/// The DR real servers to probe: (virtual server, real server, VIP),
-/// each pair once, IPv4 with an address (a fwmark service has none).
-pub fn dr_targets(config: &Config) -> Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr)> {
-    let mut out: Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr)> = Vec::new();
+/// The real servers to probe: (virtual server, real server, VIP, how it
+/// forwards), each once, IPv4 with an address (a fwmark service has
+/// none), direct routing and NAT.
+pub fn probe_targets(
+    config: &Config,
+) -> Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr, Forwarding)> {
+    let mut out: Vec<(String, std::net::Ipv4Addr, std::net::Ipv4Addr, Forwarding)> = Vec::new();
     for v in &config.virtual_servers {
         let Some(std::net::SocketAddr::V4(vip)) = v.address else {
             continue;
         };
         for r in &v.real_servers {
-            let dr = r.forwarding.unwrap_or(v.forwarding) == Forwarding::Dr;
-            if let (true, std::net::IpAddr::V4(rs)) = (dr, r.address.ip)
-                && !out.iter().any(|(_, a, b)| *a == rs && b == vip.ip())
+            let how = r.forwarding.unwrap_or(v.forwarding);
+            if let (Forwarding::Dr | Forwarding::Nat, std::net::IpAddr::V4(rs)) =
+                (how, r.address.ip)
+                && !out
+                    .iter()
+                    .any(|(_, a, b, f)| *a == rs && b == vip.ip() && *f == how)
             {
-                out.push((v.name.clone(), rs, *vip.ip()));
+                out.push((v.name.clone(), rs, *vip.ip(), how));
             }
         }
     }
@@ -96,7 +103,11 @@ pub fn examine(facts: &Facts) -> Vec<Finding> {
         vip_answered_elsewhere(a, &mut out);
     }
     for d in &facts.dr {
-        dr_vip_missing(d, &mut out);
+        match d.forwarding {
+            Forwarding::Dr => dr_vip_missing(d, &mut out),
+            Forwarding::Nat => nat_gateway(d, &mut out),
+            Forwarding::Tun => {}
+        }
     }
     sort(&mut out);
     out
@@ -446,7 +457,7 @@ fn vip_answered_elsewhere(a: &ArpAnswers, out: &mut Vec<Finding>) {
 /// one of its interfaces (usually `lo`), so it drops every packet the
 /// director hands it, while its health checks (to its own address) pass.
 fn dr_vip_missing(d: &DrAnswers, out: &mut Vec<Finding>) {
-    if !d.answers.own || d.answers.vip {
+    if !d.answers.own || d.answers.second {
         return;
     }
     let mac = crate::arp::format_mac(&d.answers.mac);
@@ -472,6 +483,37 @@ fn dr_vip_missing(d: &DrAnswers, out: &mut Vec<Finding>) {
                 d.real_server, d.vip
             ),
         ],
+    });
+}
+
+/// A NAT real server whose reply to a client (a source beyond its
+/// segment, the VIP here) does not come back to this director: its
+/// route to the clients goes elsewhere, and IPVS never sees the replies
+/// it must rewrite.
+fn nat_gateway(d: &DrAnswers, out: &mut Vec<Finding>) {
+    if !d.answers.own || d.answers.second {
+        return;
+    }
+    let mac = crate::arp::format_mac(&d.answers.mac);
+    out.push(Finding {
+        id: "nat-gateway".into(),
+        severity: Severity::Error,
+        what: format!(
+            "real server {} of virtual server {} (NAT) does not send its replies through this director",
+            d.real_server, d.virtual_server
+        ),
+        seen: format!(
+            "an ICMP echo to {} (MAC {mac}, on {}) from {} got no answer back here; one from {} did",
+            d.real_server, d.answers.device, d.vip, d.answers.src
+        ),
+        breaks: format!(
+            "its replies to the clients go to another router, unrewritten: every connection to {}'s VIP through {} hangs",
+            d.virtual_server, d.real_server
+        ),
+        fix: vec![format!(
+            "on {}: ip route replace default via {}   # better: a VIP of a VRRP instance on {}, so it follows the master",
+            d.real_server, d.answers.src, d.answers.device
+        )],
     });
 }
 

@@ -10,7 +10,8 @@ use tandem_model::api::VrrpdStatus;
 use tandem_model::config::{self, Config};
 use tandem_model::control::Client;
 
-use crate::examine::{ArpAnswers, DrAnswers, Facts, dr_targets, sysctls_wanted};
+use crate::examine::{ArpAnswers, DrAnswers, Facts, probe_targets, sysctls_wanted};
+use tandem_model::config::Forwarding;
 
 /// How long an ARP probe waits for answers, and the most VIPs probed.
 const ARP_WAIT: Duration = Duration::from_millis(300);
@@ -20,18 +21,24 @@ const ARP_MAX: usize = 64;
 const DR_WAIT: Duration = Duration::from_millis(500);
 const DR_MAX: usize = 64;
 
-/// Probes every IPv4 DR real server (see [`crate::dr`]); one whose MAC
-/// cannot be learnt is left out (health checks say it is unreachable).
+/// Probes every IPv4 DR and NAT real server (see [`crate::dr`]); one
+/// whose MAC cannot be learnt is left out (health checks say it is
+/// unreachable).
 fn probe_real_servers(config: &Config) -> Vec<DrAnswers> {
-    dr_targets(config)
+    probe_targets(config)
         .into_iter()
         .take(DR_MAX)
-        .filter_map(|(vs, rs, vip)| {
-            let answers = crate::dr::probe(rs, vip, DR_WAIT).ok()??;
+        .filter_map(|(vs, rs, vip, forwarding)| {
+            let second = match forwarding {
+                Forwarding::Nat => crate::dr::Second::FromVip(vip),
+                _ => crate::dr::Second::ToVip(vip),
+            };
+            let answers = crate::dr::probe(rs, second, DR_WAIT).ok()??;
             Some(DrAnswers {
                 virtual_server: vs,
                 real_server: rs,
                 vip,
+                forwarding,
                 answers,
             })
         })

@@ -51,6 +51,10 @@ fn run_fix(lab: &Lab, host: &Host, command: &str) {
     );
 }
 
+/// A NAT service with its VIP on the clients' side (192.0.2.0/24) and one
+/// real server on the lab's segment.
+const NAT: &str = "[node]\nname = \"lb1\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"192.0.2.10:80\"\nforwarding = \"nat\"\n\n[[virtual_server.real_server]]\naddress = \"10.77.0.200\"\n";
+
 #[test]
 fn nat_without_forwarding_is_found_fixed_by_the_printed_sysctl_and_gone() {
     let Some(net) = net("doctor-nat", 1) else {
@@ -58,11 +62,13 @@ fn nat_without_forwarding_is_found_fixed_by_the_printed_sysctl_and_gone() {
     };
     let lb1 = &net.directors[0];
     let config = net.lab.dir().join("tandem.toml");
-    std::fs::write(
-        &config,
-        "[node]\nname = \"lb1\"\n\n[[virtual_server]]\nname = \"web\"\naddress = \"10.77.0.100:80\"\nforwarding = \"nat\"\n\n[[virtual_server.real_server]]\naddress = \"10.77.0.200\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, NAT).unwrap();
+    // The real server's gateway is lb1, as NAT wants it.
+    run_fix(
+        &net.lab,
+        &net.client,
+        "ip route replace default via 10.77.0.1",
+    );
     run_fix(&net.lab, lb1, "sysctl -qw net.ipv4.ip_forward=0");
     let (code, found) = doctor(&net.lab, lb1, &config);
     assert_eq!(code, 2, "{found:#?}");
@@ -313,6 +319,35 @@ fn a_dr_real_server_without_the_vip_is_found_and_gone_once_it_holds_it() {
     // the doctor says nothing rather than guess.
     run_fix(&net.lab, rs, "ip addr del 10.77.0.100/32 dev lo");
     net.lab.drop_protocol(rs, 1);
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!((code, found.len()), (0, 0), "{found:#?}");
+}
+
+#[test]
+fn a_nat_real_server_routing_around_the_director_is_found_and_gone_once_it_routes_through_it() {
+    let Some(net) = net("doctor-natgw", 1) else {
+        return;
+    };
+    let lb1 = &net.directors[0];
+    let rs = &net.client;
+    let config = net.lab.dir().join("tandem.toml");
+    std::fs::write(&config, NAT).unwrap();
+    run_fix(&net.lab, lb1, "sysctl -qw net.ipv4.ip_forward=1");
+    // No route back to the clients at all (another router would do the
+    // same: the replies never reach lb1).
+    let _ = net.lab.exec(rs, &["ip", "route", "del", "default"]);
+    let (code, found) = doctor(&net.lab, lb1, &config);
+    assert_eq!(code, 2, "{found:#?}");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f["id"], "nat-gateway");
+    let command = f["fix"][0].as_str().unwrap();
+    let command = command
+        .strip_prefix("on 10.77.0.200: ")
+        .expect("names the host");
+    let command = command.split("   #").next().unwrap();
+    assert_eq!(command, "ip route replace default via 10.77.0.1");
+    run_fix(&net.lab, rs, command);
     let (code, found) = doctor(&net.lab, lb1, &config);
     assert_eq!((code, found.len()), (0, 0), "{found:#?}");
 }
