@@ -4,12 +4,11 @@
 //! address collected for a while.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use crate::link::Link;
+use crate::link::interface;
 
 const ETH_P_ARP: u16 = 0x0806;
 
@@ -49,99 +48,23 @@ pub fn format_mac(m: &[u8; 6]) -> String {
         .join(":")
 }
 
-/// An interface's index and hardware address, from sysfs.
-pub fn interface(ifname: &str) -> io::Result<(u32, [u8; 6])> {
-    let base = std::path::Path::new("/sys/class/net").join(ifname);
-    let index: u32 = std::fs::read_to_string(base.join("ifindex"))?
-        .trim()
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "ifindex"))?;
-    let text = std::fs::read_to_string(base.join("address"))?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not an Ethernet address",
-        ));
-    }
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "address"))?;
-    }
-    Ok((index, mac))
-}
-
 /// The hardware addresses that answer ARP for `target` on `ifname`
 /// within `wait`, in the order they answered, each once.
 pub fn who_answers(ifname: &str, target: Ipv4Addr, wait: Duration) -> io::Result<Vec<[u8; 6]>> {
     let (index, mac) = interface(ifname)?;
-    let s = Socket::new(
-        Domain::PACKET,
-        Type::RAW,
-        Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))),
-    )?;
-    // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { MaybeUninit::zeroed().assume_init() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_ARP.to_be();
-    sll.sll_ifindex = index as i32;
-    sll.sll_halen = 6;
-    sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    let ptr = (&sll as *const libc::sockaddr_ll).cast();
-    // SAFETY: sll is valid for len bytes.
-    if unsafe { libc::bind(s.as_raw_fd(), ptr, len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let frame = probe_frame(mac, target);
-    // SAFETY: frame and sll are valid for the given lengths.
-    let rc = unsafe {
-        libc::sendto(
-            s.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            ptr,
-            len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let link = Link::open(index, ETH_P_ARP, [0xff; 6])?;
+    link.send(&probe_frame(mac, target))?;
     let mut out: Vec<[u8; 6]> = Vec::new();
-    let until = Instant::now() + wait;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 128];
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(out);
-        }
-        s.set_read_timeout(Some(left))?;
-        let n = match s.recv(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(out);
-            }
-            Err(e) => return Err(e),
-        };
-        // SAFETY: recv initialised the first n bytes.
-        let got: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        if let Some((ip, from)) = reply_sender(&got)
+    link.receive_until(Instant::now() + wait, |frame| {
+        if let Some((ip, from)) = reply_sender(frame)
             && ip == target
             && !out.contains(&from)
         {
             out.push(from);
         }
-    }
+        false
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]

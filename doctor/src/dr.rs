@@ -13,12 +13,10 @@
 //! holds the VIP drops a reply from it (a martian) before any socket.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use crate::link::Link;
 
 const ETH_P_IP: u16 = 0x0800;
 
@@ -158,25 +156,8 @@ pub fn probe(rs: Ipv4Addr, second: Second, wait: Duration) -> io::Result<Option<
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let (index, own_mac) = crate::arp::interface(&device)?;
-    let s = Socket::new(
-        Domain::PACKET,
-        Type::RAW,
-        Some(Protocol::from(i32::from(ETH_P_IP.to_be()))),
-    )?;
-    // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { MaybeUninit::zeroed().assume_init() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_IP.to_be();
-    sll.sll_ifindex = index as i32;
-    sll.sll_halen = 6;
-    sll.sll_addr[..6].copy_from_slice(&mac);
-    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    let ptr = (&sll as *const libc::sockaddr_ll).cast();
-    // SAFETY: sll is valid for len bytes.
-    if unsafe { libc::bind(s.as_raw_fd(), ptr, len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (index, own_mac) = crate::link::interface(&device)?;
+    let link = Link::open(index, ETH_P_IP, mac)?;
     let id = (std::process::id() as u16) ^ 0x7464;
     // The second reply comes from where the echo went.
     let (second_src, second_dst) = match second {
@@ -184,44 +165,17 @@ pub fn probe(rs: Ipv4Addr, second: Second, wait: Duration) -> io::Result<Option<
         Second::FromVip(vip) => (vip, rs),
     };
     for (seq, from, dst) in [(1u16, src, rs), (2, second_src, second_dst)] {
-        let f = echo_frame(mac, own_mac, from, dst, id, seq);
-        // SAFETY: f and sll are valid for the given lengths.
-        if unsafe { libc::sendto(s.as_raw_fd(), f.as_ptr().cast(), f.len(), 0, ptr, len) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        link.send(&echo_frame(mac, own_mac, from, dst, id, seq))?;
     }
     let (mut own, mut answered) = (false, false);
-    let until = Instant::now() + wait;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 256];
-    while !(own && answered) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        s.set_read_timeout(Some(left))?;
-        let n = match s.recv(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        // SAFETY: recv initialised the first n bytes.
-        let got: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        match echo_reply(&got) {
+    link.receive_until(Instant::now() + wait, |frame| {
+        match echo_reply(frame) {
             Some((from, i, 1)) if i == id && from == rs => own = true,
             Some((from, i, 2)) if i == id && from == second_dst => answered = true,
             _ => {}
         }
-    }
+        own && answered
+    })?;
     Ok(Some(Answers {
         mac,
         device,

@@ -53,7 +53,7 @@ fn probe_vips(status: &VrrpdStatus) -> Vec<ArpAnswers> {
         if i.state != tandem_model::api::VrrpState::Master {
             continue;
         }
-        let Ok((_, mac)) = crate::arp::interface(&i.interface) else {
+        let Ok((_, mac)) = crate::link::interface(&i.interface) else {
             continue;
         };
         // RFC 5798 7.3: the VRID's virtual MAC, with a virtual MAC set.

@@ -7,6 +7,7 @@
 //! - [`finding`]: a finding (what, how it was seen, what it breaks, the
 //!   fix) and its severity
 //! - [`examine`]: the rules, sans IO: facts in, findings out
+//! - [`link`]: one interface's wire (an AF_PACKET socket) for the probes
 //! - [`gather`]: the facts of this host (sysctls, the nftables ruleset,
 //!   vrrpd's status)
 
@@ -15,6 +16,7 @@ pub mod dr;
 pub mod examine;
 pub mod finding;
 pub mod gather;
+pub mod link;
 
 pub use examine::{Facts, examine};
 pub use finding::{Finding, Severity};

@@ -207,6 +207,26 @@ impl Soak {
         .map_err(|e| e.to_string())
     }
 
+    /// A change on `on` while director `victim`'s clusterd is killed
+    /// with SIGKILL `after_ms` into it (`victim` may be `on`).
+    fn apply_killing(
+        &self,
+        on: usize,
+        text: &str,
+        comment: &str,
+        victim: usize,
+        after_ms: u64,
+    ) -> Result<ApplyResult, String> {
+        let pid = self.ds[victim].clusterd_pid().expect("a clusterd");
+        std::thread::scope(|s| {
+            let t = s.spawn(|| self.apply(on, text, comment));
+            std::thread::sleep(Duration::from_millis(after_ms));
+            // SAFETY: a signal to a child process of this test.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            t.join().unwrap()
+        })
+    }
+
     /// Records an applied change; returns whether it was.
     fn ack(&mut self, r: &ApplyResult, what: &str) -> bool {
         if !r.applied {
@@ -511,13 +531,7 @@ fn a_cluster_under_a_seeded_schedule_of_faults_keeps_one_version_and_loses_none(
                 after_ms,
             } => {
                 let text = soak.edit(&mut rng, "\"eth0\"");
-                let pid = soak.ds[victim].clusterd_pid().expect("a clusterd");
-                let r = std::thread::scope(|s| {
-                    let t = s.spawn(|| soak.apply(on, &text, &format!("step {step}")));
-                    std::thread::sleep(Duration::from_millis(after_ms));
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                    t.join().unwrap()
-                });
+                let r = soak.apply_killing(on, &text, &format!("step {step}"), victim, after_ms);
                 // A director that dies takes nothing with it: the others
                 // take the change and it catches up when it returns.
                 let r = r.unwrap_or_else(|e| panic!("step {step}: {e}\n{}", soak.logs()));
@@ -534,13 +548,7 @@ fn a_cluster_under_a_seeded_schedule_of_faults_keeps_one_version_and_loses_none(
             }
             Fault::KillCoordinatorDuringApply { on, after_ms } => {
                 let text = soak.edit(&mut rng, "\"eth0\"");
-                let pid = soak.ds[on].clusterd_pid().expect("a clusterd");
-                let r = std::thread::scope(|s| {
-                    let t = s.spawn(|| soak.apply(on, &text, &format!("step {step}")));
-                    std::thread::sleep(Duration::from_millis(after_ms));
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                    t.join().unwrap()
-                });
+                let r = soak.apply_killing(on, &text, &format!("step {step}"), on, after_ms);
                 // Applied before the kill: acknowledged. Cut off by it:
                 // taken by all or by none, and no director holds the
                 // others back.

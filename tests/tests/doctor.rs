@@ -41,6 +41,16 @@ fn doctor(lab: &Lab, host: &Host, config: &std::path::Path) -> (i32, Vec<serde_j
     (code, v["findings"].as_array().cloned().unwrap_or_default())
 }
 
+/// The command of a fix printed as `on HOST: COMMAND   # why`, which
+/// must name `host`.
+fn on_host<'a>(host: &str, fix: &'a serde_json::Value) -> &'a str {
+    let fix = fix.as_str().unwrap();
+    let command = fix
+        .strip_prefix(&format!("on {host}: ") as &str)
+        .unwrap_or_else(|| panic!("{fix} names {host}"));
+    command.split("   #").next().unwrap()
+}
+
 /// Runs a printed fix in `host`, as an operator pastes it.
 fn run_fix(lab: &Lab, host: &Host, command: &str) {
     let out = lab.exec(host, &["sh", "-c", command]);
@@ -306,12 +316,7 @@ fn a_dr_real_server_without_the_vip_is_found_and_gone_once_it_holds_it() {
     assert!(f["seen"].as_str().unwrap().contains(&rs_mac), "{f}");
     // The printed fixes, on the real server.
     for fix in f["fix"].as_array().unwrap() {
-        let command = fix.as_str().unwrap();
-        let command = command
-            .strip_prefix("on 10.77.0.200: ")
-            .expect("names the host");
-        let command = command.split("   #").next().unwrap();
-        run_fix(&net.lab, rs, command);
+        run_fix(&net.lab, rs, on_host("10.77.0.200", fix));
     }
     let (code, found) = doctor(&net.lab, lb1, &config);
     assert_eq!((code, found.len()), (0, 0), "{found:#?}");
@@ -341,11 +346,7 @@ fn a_nat_real_server_routing_around_the_director_is_found_and_gone_once_it_route
     assert_eq!(found.len(), 1, "{found:#?}");
     let f = &found[0];
     assert_eq!(f["id"], "nat-gateway");
-    let command = f["fix"][0].as_str().unwrap();
-    let command = command
-        .strip_prefix("on 10.77.0.200: ")
-        .expect("names the host");
-    let command = command.split("   #").next().unwrap();
+    let command = on_host("10.77.0.200", &f["fix"][0]);
     assert_eq!(command, "ip route replace default via 10.77.0.1");
     run_fix(&net.lab, rs, command);
     let (code, found) = doctor(&net.lab, lb1, &config);

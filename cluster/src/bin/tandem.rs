@@ -195,7 +195,6 @@ fn main() -> ExitCode {
         Cmd::Import(ImportCmd::Keepalived { file, node, out }) => {
             return import_keepalived(file, node.as_deref(), out.as_deref());
         }
-        Cmd::Doctor { json } => return doctor(&args.config, args.socket_dir.as_deref(), *json),
         _ => {}
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -208,6 +207,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Cmd::Doctor { json } = args.command {
+        return doctor(&rt, &args.config, args.socket_dir.as_deref(), json);
+    }
     match rt.block_on(run(args)) {
         Ok(code) => code,
         Err(e) => {
@@ -219,7 +221,12 @@ fn main() -> ExitCode {
 
 /// `tandem doctor`: the exit status is the worst finding's (3 when the
 /// file does not load: nothing was examined).
-fn doctor(path: &Path, socket_dir: Option<&Path>, json: bool) -> ExitCode {
+fn doctor(
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+    socket_dir: Option<&Path>,
+    json: bool,
+) -> ExitCode {
     let mut c = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -230,16 +237,6 @@ fn doctor(path: &Path, socket_dir: Option<&Path>, json: bool) -> ExitCode {
     if let Some(d) = socket_dir {
         c.node.socket_dir = d.to_path_buf();
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tandem: cannot start the runtime: {e}");
-            return ExitCode::from(3);
-        }
-    };
     let what = tandem_doctor::Examine {
         nft: true,
         probes: true,
