@@ -256,18 +256,26 @@ impl KeepalivedDirector {
     }
 
     /// The director dies: keepalived's three processes (parent, VRRP
-    /// child, checker child) killed with SIGKILL back to back, children
-    /// first. A child that outlived the others would stop cleanly (a
-    /// priority-0 advert, the VIPs removed): a handover, not a death.
+    /// child, checker child) stopped with SIGSTOP, then killed with
+    /// SIGKILL. Killed one by one, a process still running between the
+    /// kills reacts to the death of another (the parent tells the checker
+    /// to stop, which removes its virtual servers; a VRRP child sends a
+    /// priority-0 advert): a handover, not a death. Stopped, none can.
     pub fn kill9(&mut self) {
-        for name in ["vrrp.pid", "checkers.pid", "keepalived.pid"] {
-            let pid = std::fs::read_to_string(self.dir.join(name))
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok());
-            if let Some(pid) = pid.filter(|p| *p > 1) {
+        let pids: Vec<i32> = ["vrrp.pid", "checkers.pid", "keepalived.pid"]
+            .iter()
+            .filter_map(|name| {
+                std::fs::read_to_string(self.dir.join(name))
+                    .ok()
+                    .and_then(|p| p.trim().parse::<i32>().ok())
+            })
+            .filter(|p| *p > 1)
+            .collect();
+        for sig in [libc::SIGSTOP, libc::SIGKILL] {
+            for &pid in &pids {
                 // SAFETY: kill has no memory-safety preconditions.
                 unsafe {
-                    libc::kill(pid, libc::SIGKILL);
+                    libc::kill(pid, sig);
                 }
             }
         }
